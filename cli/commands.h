@@ -1,0 +1,11 @@
+// Subcommands of the `flotilla` CLI. Each Register* adds one subcommand to the app; the
+// callback it installs runs the command and stores its exit code in *exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace flotilla::cli {
+
+void RegisterRun(CLI::App& app, int* exit_code);
+
+}  // namespace flotilla::cli

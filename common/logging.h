@@ -1,0 +1,21 @@
+// Process-wide logging set-up (spdlog). Call once from main before any thread starts.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace flotilla {
+
+struct LogOptions {
+  std::string format = "text";  // "text" or "json"
+  std::string level = "info";   // trace, debug, info, warn, error, off
+  std::string component;        // e.g. "worker", shown in every line
+};
+
+absl::Status SetupLogging(const LogOptions& options);
+
+// Escapes a string for inclusion in a JSON log line (quotes not included).
+std::string JsonEscape(const std::string& s);
+
+}  // namespace flotilla

@@ -1,0 +1,43 @@
+// Paged attention for one (token, head), written once over a variant's vector primitives.
+// Included only by the variant .cc files; everything here has internal linkage so that each
+// variant's instantiation keeps its own instruction set.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/kernel_table.h"
+
+namespace flotilla::kernels::cpu {
+namespace {
+
+template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
+          void (*Softmax)(float*, int64_t)>
+void PagedAttentionImpl(const PagedAttentionArgs& a, int64_t t, int h, float* scores) {
+  const int group = a.n_heads / a.n_kv_heads;
+  const int kvh = h / group;
+  const int hd = a.head_dim;
+  const int bs = a.block_size;
+  const float* q = a.q + t * a.q_stride + static_cast<int64_t>(h) * hd;
+  const int n = a.positions[t] + 1;
+  const int32_t* table = a.block_tables[t];
+  const int64_t block_stride = static_cast<int64_t>(a.n_kv_heads) * bs * hd;
+  const int64_t head_off = static_cast<int64_t>(kvh) * bs * hd;
+
+  for (int j = 0, b = 0; j < n; j += bs, ++b) {
+    const float* kb = a.k_cache + table[b] * block_stride + head_off;
+    const int cnt = std::min(bs, n - j);
+    for (int s = 0; s < cnt; ++s) scores[j + s] = Dot(q, kb + static_cast<int64_t>(s) * hd, hd) * a.scale;
+  }
+  Softmax(scores, n);
+  float* o = a.out + t * a.out_stride + static_cast<int64_t>(h) * hd;
+  std::memset(o, 0, sizeof(float) * hd);
+  for (int j = 0, b = 0; j < n; j += bs, ++b) {
+    const float* vb = a.v_cache + table[b] * block_stride + head_off;
+    const int cnt = std::min(bs, n - j);
+    for (int s = 0; s < cnt; ++s) Axpy(scores[j + s], vb + static_cast<int64_t>(s) * hd, o, hd);
+  }
+}
+
+}  // namespace
+}  // namespace flotilla::kernels::cpu

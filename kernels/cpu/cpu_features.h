@@ -1,0 +1,25 @@
+// CPU features, probed once (CPUID + XGETBV), and the choice of kernel variant they allow.
+#pragma once
+
+#include <string>
+
+namespace flotilla::kernels::cpu {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool f16c = false;
+  bool avx512f = false;
+  bool avx512bw = false;
+  bool avx512vl = false;
+  bool avx512vnni = false;
+  bool avxvnni = false;
+
+  bool HasAvx2Set() const { return avx2 && fma && f16c; }
+  std::string ToString() const;
+};
+
+// Probed on first call; later calls return the same object. Thread-safe.
+const CpuFeatures& GetCpuFeatures();
+
+}  // namespace flotilla::kernels::cpu

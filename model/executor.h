@@ -1,0 +1,88 @@
+// The batched forward interface every backend implements and the scheduler drives.
+//
+// One call runs one step: tokens from several sequences at once (prefill chunks and single
+// decode tokens mixed). Each token names its sequence, its position, and through the sequence
+// the table of KV-cache blocks that holds positions 0.. of that sequence (block ids are chosen
+// by the caller, who owns allocation). The K/V of every token in the batch are written to its
+// slot before attention runs, so tokens of one sequence in one batch see each other causally.
+// An executor is used by one thread at a time (the engine thread).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "model/weights.h"
+
+namespace flotilla {
+
+struct ForwardBatch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> positions;
+  std::vector<int32_t> seq;          // index into block_tables
+  std::vector<uint8_t> want_logits;  // 1: return logits for this token
+  std::vector<std::span<const int32_t>> block_tables;
+
+  void Clear() {
+    tokens.clear();
+    positions.clear();
+    seq.clear();
+    want_logits.clear();
+    block_tables.clear();
+  }
+  // Adds a sequence; returns its index for Add().
+  int32_t AddSequence(std::span<const int32_t> block_table) {
+    block_tables.push_back(block_table);
+    return static_cast<int32_t>(block_tables.size()) - 1;
+  }
+  void Add(int32_t token, int32_t position, int32_t seq_index, bool logits) {
+    tokens.push_back(token);
+    positions.push_back(position);
+    seq.push_back(seq_index);
+    want_logits.push_back(logits ? 1 : 0);
+  }
+  size_t size() const { return tokens.size(); }
+  int NumLogits() const {
+    int n = 0;
+    for (uint8_t w : want_logits) n += w;
+    return n;
+  }
+};
+
+struct ExecutorOptions {
+  int num_kv_blocks = 0;  // 0: enough for one full context plus a margin
+  int block_size = 16;    // tokens per KV block
+  int max_batch_tokens = 512;
+  int threads = 0;  // CPU: 0 means one per core
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual const LlamaConfig& config() const = 0;
+  virtual int num_kv_blocks() const = 0;
+  virtual int block_size() const = 0;
+  virtual int max_batch_tokens() const = 0;
+  // "cpu avx2 2 threads", "cuda H200 ..."
+  virtual std::string Describe() const = 0;
+
+  // Runs one step. `logits` receives batch.NumLogits() rows of vocab_size floats, in the order
+  // of the tokens that asked for them. Invalid input (ids, positions, block ids out of range)
+  // is INVALID_ARGUMENT; nothing is written to the KV cache then.
+  virtual absl::Status Forward(const ForwardBatch& batch, std::span<float> logits) = 0;
+};
+
+// Bytes of KV cache one block takes on the CPU backend (K and V, every layer, f32).
+int64_t CpuKvBytesPerBlock(const LlamaConfig& c, int block_size);
+
+// Checks a batch against the executor's limits; shared by every backend.
+absl::Status ValidateBatch(const ForwardBatch& b, const LlamaConfig& c, int num_kv_blocks, int block_size,
+                           int max_batch_tokens, size_t logits_size);
+
+absl::StatusOr<std::unique_ptr<Executor>> MakeCpuExecutor(std::shared_ptr<const LoadedModel> model,
+                                                          const ExecutorOptions& options);
+
+}  // namespace flotilla
