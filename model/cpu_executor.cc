@@ -22,11 +22,12 @@ using kernels::cpu::ThreadPool;
 
 class CpuExecutor final : public Executor {
  public:
-  CpuExecutor(std::shared_ptr<const LoadedModel> model, const ExecutorOptions& o, int threads)
+  CpuExecutor(std::shared_ptr<const LoadedModel> model, const ExecutorOptions& o, int threads,
+              const KernelTable& kt)
       : model_(std::move(model)),
         c_(model_->config),
         w_(model_->weights),
-        kt_(kernels::cpu::BestKernels()),
+        kt_(kt),
         pool_(threads),
         num_blocks_(o.num_kv_blocks),
         block_size_(o.block_size),
@@ -249,7 +250,12 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeCpuExecutor(std::shared_ptr<const 
   int threads = o.threads;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (threads > 256) return absl::InvalidArgumentError(absl::StrCat("thread count ", threads, " is too large"));
-  return std::unique_ptr<Executor>(new CpuExecutor(std::move(model), o, threads));
+  const KernelTable* kt = &kernels::cpu::BestKernels();
+  if (!o.isa.empty()) {
+    kt = kernels::cpu::KernelsByName(o.isa.c_str());
+    if (!kt) return absl::InvalidArgumentError("kernel variant '" + o.isa + "' is unknown or unsupported on this CPU");
+  }
+  return std::unique_ptr<Executor>(new CpuExecutor(std::move(model), o, threads, *kt));
 }
 
 }  // namespace flotilla

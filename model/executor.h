@@ -57,6 +57,7 @@ struct ExecutorOptions {
   int block_size = 16;    // tokens per KV block
   int max_batch_tokens = 512;
   int threads = 0;  // CPU: 0 means one per core
+  std::string isa;  // CPU: "" picks the best variant; "scalar" or "avx2" force one (tests, benchmarks)
 };
 
 class Executor {

@@ -23,4 +23,10 @@ const KernelTable& BestKernels() {
   return table;
 }
 
+const KernelTable* KernelsByName(const char* isa) {
+  if (std::strcmp(isa, "scalar") == 0) return &ScalarKernels();
+  if (std::strcmp(isa, "avx2") == 0 && GetCpuFeatures().HasAvx2Set()) return Avx2Kernels();
+  return nullptr;
+}
+
 }  // namespace flotilla::kernels::cpu

@@ -71,5 +71,7 @@ const KernelTable& ScalarKernels();
 const KernelTable* Avx2Kernels();
 // The best variant this CPU supports, chosen once. FLOTILLA_ISA=scalar forces the reference.
 const KernelTable& BestKernels();
+// A variant by name ("scalar", "avx2"); nullptr if unknown or this CPU cannot run it.
+const KernelTable* KernelsByName(const char* isa);
 
 }  // namespace flotilla::kernels::cpu

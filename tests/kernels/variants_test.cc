@@ -1,0 +1,192 @@
+// Every kernel variant against the scalar reference, on random shapes including odd ones.
+// Error bounds (NMSE against the scalar result): 1e-10 for matmuls and attention (the variants
+// differ only in summation order; quantized dot products are exact integers per block),
+// 1e-12 for element-wise ops computed the same way, 1e-11 for ops using the vector exp
+// (softmax, SiLU), whose polynomial is accurate to ~2 ulp. Q8_0 activation quantization must
+// be bit-exact.
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/quant.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace flotilla::kernels::cpu {
+namespace {
+
+using testing::Nmse;
+using testing::RandomVector;
+
+std::vector<const KernelTable*> FastVariants() {
+  std::vector<const KernelTable*> v;
+  if (const KernelTable* t = KernelsByName("avx2")) v.push_back(t);
+  return v;
+}
+
+class VariantTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    fast_ = KernelsByName(GetParam().c_str());
+    if (!fast_) GTEST_SKIP() << GetParam() << " is not supported on this CPU";
+  }
+  const KernelTable& ref_ = ScalarKernels();
+  const KernelTable* fast_ = nullptr;
+};
+
+struct Shape {
+  int64_t rows, K, M;
+};
+
+void RunMatMul(const KernelTable& kt, DType type, const Shape& s, const std::vector<uint8_t>& w,
+               const std::vector<float>& x, std::vector<float>& y, int threads) {
+  ThreadPool pool(threads);
+  WeightMatrix wm{type, w.data(), s.rows, s.K, RowBytes(type, s.K)};
+  std::vector<char> scratch(MatMulScratchBytes(type, s.M, s.K) + 1);
+  y.assign(s.rows * s.M, -1.0f);
+  MatMul(kt, pool, wm, x.data(), s.M, y.data(), s.rows, scratch.data());
+}
+
+TEST_P(VariantTest, MatMulEveryTypeAndShape) {
+  const std::vector<Shape> float_shapes = {{1, 8, 1}, {7, 172, 1}, {33, 172, 5}, {64, 64, 4}, {13, 3, 2}, {130, 2048, 3}, {5, 17, 9}};
+  const std::vector<Shape> quant_shapes = {{1, 32, 1}, {7, 64, 1}, {33, 96, 5}, {64, 64, 4}, {130, 2048, 3}, {17, 5632, 2}, {5, 32, 17}};
+  uint64_t seed = 1;
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
+    for (const Shape& s : IsBlockQuantized(type) ? quant_shapes : float_shapes) {
+      auto wf = RandomVector(s.rows * s.K, seed++);
+      auto x = RandomVector(s.M * s.K, seed++);
+      std::vector<uint8_t> w(RowBytes(type, s.K) * s.rows);
+      for (int64_t r = 0; r < s.rows; ++r) QuantizeRow(type, wf.data() + r * s.K, w.data() + r * RowBytes(type, s.K), s.K);
+      std::vector<float> want, got, got2;
+      RunMatMul(ref_, type, s, w, x, want, 1);
+      RunMatMul(*fast_, type, s, w, x, got, 1);
+      RunMatMul(*fast_, type, s, w, x, got2, 2);
+      const std::string what = std::string(Info(type).name) + " rows=" + std::to_string(s.rows) + " K=" +
+                               std::to_string(s.K) + " M=" + std::to_string(s.M);
+      EXPECT_LT(Nmse(got, want), 1e-10) << what;
+      EXPECT_EQ(got, got2) << what << ": thread count changed the result";
+      // The reference itself is the f32 product of the dequantized weights, up to quantization error.
+      std::vector<float> deq(s.rows * s.K), exact(s.rows * s.M);
+      for (int64_t r = 0; r < s.rows; ++r) DequantizeRow(type, w.data() + r * RowBytes(type, s.K), deq.data() + r * s.K, s.K);
+      for (int64_t m = 0; m < s.M; ++m)
+        for (int64_t r = 0; r < s.rows; ++r)
+          exact[m * s.rows + r] = std::inner_product(deq.begin() + r * s.K, deq.begin() + (r + 1) * s.K, x.begin() + m * s.K, 0.0f);
+      EXPECT_LT(Nmse(want, exact), IsBlockQuantized(type) ? 1e-3 : 1e-10) << what;
+    }
+  }
+}
+
+TEST_P(VariantTest, ActivationQuantizationIsBitExact) {
+  for (int64_t n : {32, 64, 2048, 5632}) {
+    auto x = RandomVector(n, n, 3.0f);
+    x[5] = 0.5f;  // exact halves exercise the rounding mode
+    x[6] = -2.5f;
+    std::vector<uint8_t> a(RowBytes(DType::kQ8_0, n)), b(a.size());
+    ref_.quantize_q8_0(x.data(), a.data(), n);
+    fast_->quantize_q8_0(x.data(), b.data(), n);
+    EXPECT_EQ(a, b) << n;
+  }
+  std::vector<float> zeros(64, 0.0f);
+  std::vector<uint8_t> a(RowBytes(DType::kQ8_0, 64)), b(a.size());
+  ref_.quantize_q8_0(zeros.data(), a.data(), 64);
+  fast_->quantize_q8_0(zeros.data(), b.data(), 64);
+  EXPECT_EQ(a, b);
+}
+
+TEST_P(VariantTest, ElementwiseOps) {
+  for (int64_t n : {1, 7, 64, 172, 1000}) {
+    auto x = RandomVector(n, 100 + n, 4.0f), w = RandomVector(n, 200 + n), u = RandomVector(n, 300 + n);
+    std::vector<float> a(n), b(n);
+    ref_.rms_norm(x.data(), w.data(), a.data(), n, 1e-5f);
+    fast_->rms_norm(x.data(), w.data(), b.data(), n, 1e-5f);
+    EXPECT_LT(Nmse(b, a), 1e-12) << "rms_norm " << n;
+    ref_.silu_mul(x.data(), u.data(), a.data(), n);
+    fast_->silu_mul(x.data(), u.data(), b.data(), n);
+    EXPECT_LT(Nmse(b, a), 1e-11) << "silu_mul " << n;
+    ref_.add(x.data(), u.data(), a.data(), n);
+    fast_->add(x.data(), u.data(), b.data(), n);
+    EXPECT_EQ(a, b) << "add " << n;
+    a = x;
+    b = x;
+    ref_.softmax(a.data(), n);
+    fast_->softmax(b.data(), n);
+    EXPECT_LT(Nmse(b, a), 1e-11) << "softmax " << n;
+    EXPECT_NEAR(std::accumulate(b.begin(), b.end(), 0.0), 1.0, 1e-5);
+  }
+  // Softmax stays finite with large and very negative inputs.
+  std::vector<float> big = {1000.0f, -1000.0f, 999.0f, -1e30f, 0.0f, 3.0f, 1000.0f, 2.0f, 1.0f};
+  fast_->softmax(big.data(), big.size());
+  for (float v : big) EXPECT_TRUE(std::isfinite(v));
+  EXPECT_NEAR(big[0], big[6], 1e-7);
+}
+
+TEST_P(VariantTest, Rope) {
+  for (int hd : {2, 8, 64, 128}) {
+    const int heads = 3;
+    auto x = RandomVector(heads * hd, hd);
+    auto c = RandomVector(hd / 2, hd + 1), s = RandomVector(hd / 2, hd + 2);
+    auto a = x, b = x;
+    ref_.rope(a.data(), heads, hd, c.data(), s.data());
+    fast_->rope(b.data(), heads, hd, c.data(), s.data());
+    EXPECT_LT(Nmse(b, a), 1e-12) << hd;
+  }
+}
+
+TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
+  std::mt19937 rng(5);
+  for (int hd : {8, 64}) {
+    for (int bs : {1, 16}) {
+      const int n_heads = 8, n_kv = 2, n_blocks = 40, T = 5;
+      const int64_t block_floats = static_cast<int64_t>(n_kv) * bs * hd;
+      auto k = RandomVector(n_blocks * block_floats, hd * 7 + bs);
+      auto v = RandomVector(n_blocks * block_floats, hd * 11 + bs);
+      auto q = RandomVector(T * n_heads * hd, hd * 13 + bs);
+      std::vector<int32_t> ids(n_blocks);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      std::vector<int32_t> positions(T);
+      std::vector<const int32_t*> tables(T);
+      const int max_pos = std::min(n_blocks * bs, 37);
+      for (int t = 0; t < T; ++t) {
+        positions[t] = static_cast<int32_t>(rng() % max_pos);
+        tables[t] = ids.data() + (t % 2);  // two sequences with different tables
+      }
+      if (bs == 1) positions[0] = n_blocks - 2;
+      PagedAttentionArgs args{};
+      args.q = q.data();
+      args.q_stride = n_heads * hd;
+      args.k_cache = k.data();
+      args.v_cache = v.data();
+      args.n_heads = n_heads;
+      args.n_kv_heads = n_kv;
+      args.head_dim = hd;
+      args.block_size = bs;
+      args.positions = positions.data();
+      args.block_tables = tables.data();
+      args.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      args.out_stride = n_heads * hd;
+      std::vector<float> a(T * n_heads * hd), b(a.size()), scratch(2 * 1024);
+      args.out = a.data();
+      for (int t = 0; t < T; ++t)
+        for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
+      args.out = b.data();
+      ThreadPool pool(2);
+      PagedAttention(*fast_, pool, args, T, scratch.data(), 1024);
+      EXPECT_LT(Nmse(b, a), 1e-10) << "hd=" << hd << " bs=" << bs;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cpu, VariantTest, ::testing::Values("avx2"));
+
+TEST(Dispatch, BestVariantIsKnown) {
+  const std::string isa = BestKernels().isa;
+  EXPECT_TRUE(isa == "scalar" || isa == "avx2") << isa;
+  EXPECT_EQ(KernelsByName("nonsense"), nullptr);
+  EXPECT_GE(FastVariants().size(), 0u);
+}
+
+}  // namespace
+}  // namespace flotilla::kernels::cpu

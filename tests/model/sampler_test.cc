@@ -1,0 +1,130 @@
+#include "model/sampler.h"
+
+#include <cmath>
+#include <map>
+#include <numeric>
+
+#include "gtest/gtest.h"
+
+namespace flotilla {
+namespace {
+
+std::vector<float> Logits() { return {1.0f, 3.0f, 2.5f, -1.0f, 0.0f, 2.9f, 0.5f, -3.0f}; }
+
+std::vector<int32_t> Draw(SamplingParams p, int n) {
+  Sampler s(p, 8);
+  std::vector<int32_t> out;
+  std::vector<int32_t> hist = {0};
+  for (int i = 0; i < n; ++i) {
+    auto l = Logits();
+    out.push_back(s.Sample(l, hist, 1).token);
+  }
+  return out;
+}
+
+TEST(Sampler, GreedyIsArgmax) {
+  SamplingParams p;
+  p.temperature = 0;
+  for (int32_t t : Draw(p, 10)) EXPECT_EQ(t, 1);
+  p.temperature = 1.5f;
+  p.top_k = 1;
+  for (int32_t t : Draw(p, 10)) EXPECT_EQ(t, 1);
+}
+
+TEST(Sampler, SameSeedSameOutputDifferentSeedDifferent) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 42;
+  p.has_seed = true;
+  const auto a = Draw(p, 200), b = Draw(p, 200);
+  EXPECT_EQ(a, b);
+  p.seed = 43;
+  EXPECT_NE(Draw(p, 200), a);
+}
+
+TEST(Sampler, DistributionFollowsSoftmax) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 7;
+  p.has_seed = true;
+  const int n = 40000;
+  std::map<int32_t, int> counts;
+  for (int32_t t : Draw(p, n)) ++counts[t];
+  auto l = Logits();
+  double z = 0;
+  for (float x : l) z += std::exp(x);
+  for (int i = 0; i < 8; ++i) EXPECT_NEAR(counts[i] / double(n), std::exp(l[i]) / z, 0.01) << i;
+}
+
+TEST(Sampler, TopKTopPMinPRestrictTheCandidates) {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.has_seed = true;
+  p.top_k = 2;
+  for (int32_t t : Draw(p, 300)) EXPECT_TRUE(t == 1 || t == 5) << t;
+  p.top_k = 0;
+  p.top_p = 0.3f;  // token 1 alone holds ~0.3 of the mass; 5 tips it over
+  for (int32_t t : Draw(p, 300)) EXPECT_TRUE(t == 1 || t == 5) << t;
+  p.top_p = 1.0f;
+  p.min_p = 0.5f;  // keeps tokens with p >= 0.5 * p(1): 1 (3.0), 5 (2.9), 2 (2.5)
+  for (int32_t t : Draw(p, 300)) EXPECT_TRUE(t == 1 || t == 5 || t == 2) << t;
+}
+
+TEST(Sampler, PenaltiesChangeTheWinner) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.presence_penalty = 1.0f;
+  Sampler s(p, 8);
+  auto l = Logits();
+  std::vector<int32_t> hist = {0, 1};  // token 1 was generated (prompt length 1)
+  EXPECT_EQ(s.Sample(l, hist, 1).token, 5);
+  l = Logits();
+  EXPECT_EQ(s.Sample(l, hist, 2).token, 1) << "prompt tokens are not presence-penalised";
+  p.presence_penalty = 0;
+  p.repetition_penalty = 2.0f;
+  Sampler r(p, 8);
+  l = Logits();
+  EXPECT_EQ(r.Sample(l, hist, 2).token, 5) << "repetition penalty covers the prompt";
+  p.repetition_penalty = 1.0f;
+  p.frequency_penalty = 0.05f;
+  Sampler f(p, 8);
+  std::vector<int32_t> many = {0, 1, 1, 1};  // 3 x 0.05 = 0.15 > 0.1 gap to token 5
+  l = Logits();
+  EXPECT_EQ(f.Sample(l, many, 1).token, 5);
+}
+
+TEST(Sampler, LogprobsAreNormalisedAndSorted) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.logprobs = 3;
+  Sampler s(p, 8);
+  auto l = Logits();
+  const SampleResult r = s.Sample(l, {}, 0);
+  ASSERT_EQ(r.top.size(), 3u);
+  EXPECT_EQ(r.top[0].token, 1);
+  EXPECT_EQ(r.top[1].token, 5);
+  EXPECT_EQ(r.top[2].token, 2);
+  EXPECT_FLOAT_EQ(r.logprob, r.top[0].logprob);
+  double z = 0;
+  for (float x : Logits()) z += std::exp(x);
+  EXPECT_NEAR(r.logprob, 3.0 - std::log(z), 1e-5);
+}
+
+TEST(Sampler, ValidationNamesTheParameter) {
+  SamplingParams p;
+  p.temperature = -1;
+  EXPECT_NE(ValidateSamplingParams(p).message().find("temperature"), std::string::npos);
+  p = {};
+  p.top_p = 0;
+  EXPECT_NE(ValidateSamplingParams(p).message().find("top_p"), std::string::npos);
+  p = {};
+  p.logprobs = 50;
+  EXPECT_NE(ValidateSamplingParams(p).message().find("logprobs"), std::string::npos);
+  p = {};
+  p.temperature = NAN;
+  EXPECT_FALSE(ValidateSamplingParams(p).ok());
+  EXPECT_TRUE(ValidateSamplingParams(SamplingParams{}).ok());
+}
+
+}  // namespace
+}  // namespace flotilla
