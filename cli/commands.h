@@ -7,5 +7,6 @@
 namespace flotilla::cli {
 
 void RegisterRun(CLI::App& app, int* exit_code);
+void RegisterSynth(CLI::App& app, int* exit_code);
 
 }  // namespace flotilla::cli

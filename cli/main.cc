@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   flotilla::cli::RegisterRun(app, &exit_code);
+  flotilla::cli::RegisterSynth(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
