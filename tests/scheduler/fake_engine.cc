@@ -113,7 +113,7 @@ absl::StatusOr<std::vector<SeqResult>> FakeModel::Run(const StepPlan& plan) {
 }
 
 FakeEngine::FakeEngine(const SchedulerConfig& config, const Clock* clock, int vocab, int32_t eos)
-    : scheduler_(config, clock), model_(config.num_blocks, config.block_size, vocab, eos) {}
+    : clock_(clock), scheduler_(config, clock), model_(config.num_blocks, config.block_size, vocab, eos) {}
 
 absl::Status FakeEngine::Add(const RequestSpec& spec) {
   absl::Status st = scheduler_.Add(spec);
@@ -144,6 +144,7 @@ absl::Status FakeEngine::Record(const FinishedRequest& f) {
   }
   ended_[f.id] = f;
   ended_step_[f.id] = steps_;
+  ended_time_[f.id] = clock_->Now();
   return absl::OkStatus();
 }
 

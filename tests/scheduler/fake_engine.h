@@ -73,16 +73,20 @@ class FakeEngine {
   const std::map<uint64_t, FinishedRequest>& ended() const { return ended_; }
   // The step number (1-based) at which a request ended; 0 if it has not.
   int ended_at(uint64_t id) const;
+  // The clock reading when a request ended.
+  TimeNs ended_time(uint64_t id) const { return ended_time_.at(id); }
   int steps() const { return steps_; }
   int64_t total_preempted() const { return total_preempted_; }
 
  private:
   absl::Status Record(const FinishedRequest& f);
 
+  const Clock* clock_;
   Scheduler scheduler_;
   FakeModel model_;
   std::map<uint64_t, FinishedRequest> ended_;
   std::map<uint64_t, int> ended_step_;
+  std::map<uint64_t, TimeNs> ended_time_;
   std::map<uint64_t, bool> live_;
   int steps_ = 0;
   int64_t total_preempted_ = 0;
