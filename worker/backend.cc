@@ -1,0 +1,40 @@
+#include "worker/backend.h"
+
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace flotilla::worker {
+
+absl::StatusOr<std::unique_ptr<Executor>> MakeBackend(std::shared_ptr<const LoadedModel> model, const WorkerOptions& o) {
+  const LlamaConfig& c = model->config;
+  ExecutorOptions eo;
+  eo.block_size = o.block_size;
+  eo.max_batch_tokens = o.max_tokens_per_step;
+  eo.threads = o.threads;
+  if (o.backend == "cpu") {
+    const int64_t per_block = CpuKvBytesPerBlock(c, o.block_size);
+    int64_t blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks : (static_cast<int64_t>(o.kv_memory_mb) << 20) / per_block;
+    // More blocks than every sequence at full context (twice, for the prefix cache) buys nothing.
+    const int64_t useful = 2LL * o.max_num_seqs * ((c.context_length + o.block_size - 1) / o.block_size);
+    if (o.num_kv_blocks == 0 && blocks > useful) blocks = useful;
+    if (blocks < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-memory-mb ", o.kv_memory_mb, " holds no KV block of ", per_block, " bytes"));
+    }
+    eo.num_kv_blocks = static_cast<int>(blocks);
+    spdlog::info("KV cache: {} blocks x {} tokens = {:.1f} MiB", blocks, o.block_size, blocks * per_block / 1048576.0);
+    return MakeCpuExecutor(std::move(model), eo);
+  }
+  return absl::UnimplementedError("the CUDA backend is not part of this build");
+}
+
+absl::Status WarmUp(Executor& ex) {
+  ForwardBatch b;
+  std::vector<int32_t> table = {0};
+  const int32_t s = b.AddSequence(table);
+  b.Add(ex.config().vocab_size > 1 ? 1 : 0, 0, s, true);
+  std::vector<float> logits(ex.config().vocab_size);
+  return ex.Forward(b, logits);
+}
+
+}  // namespace flotilla::worker
