@@ -10,6 +10,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libre2-dev libxxhash-dev
   libboost-dev libhiredis-dev libssl-dev
   # integration tests: real servers and clients
+  grpc-proto
   prometheus redis-server python3-grpcio python3-protobuf nodejs npm curl
 )
 

@@ -1,0 +1,309 @@
+// The real flotilla-worker binary on a free port with stories260K, driven over gRPC and HTTP.
+#include <grpcpp/grpcpp.h>
+#include "grpc/health/v1/health.grpc.pb.h"
+#include <httplib.h>
+
+#include <regex>
+#include <thread>
+
+#include "flotilla/worker/v1/worker.grpc.pb.h"
+#include "grpcpp/support/status.h"
+#include "gtest/gtest.h"
+#include "tests/common/subprocess.h"
+#include "tests/common/temp_dir.h"
+#include "tests/common/test_models.h"
+
+namespace flotilla::worker {
+namespace {
+
+namespace wv1 = flotilla::worker::v1;
+using testing::Subprocess;
+using testing::TempDir;
+
+class Worker {
+ public:
+  explicit Worker(std::vector<std::string> extra, const std::string& model = "stories260K-f32.gguf") {
+    std::vector<std::string> argv = {testing::BinDir() + "/flotilla-worker", "--model", model, "--ctx-size", "512",
+                                     "--ready-file", dir_.File("ready.json"), "--threads", "2"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    EXPECT_TRUE(proc_.Start(argv, dir_.File("worker.log")));
+    ready_ = proc_.WaitReady(dir_.File("ready.json"));
+    EXPECT_FALSE(ready_.is_null()) << proc_.Log();
+    if (ready_.is_null()) return;
+    address_ = "127.0.0.1:" + std::to_string(ready_["grpc_port"].get<int>());
+    channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+    stub_ = wv1::Worker::NewStub(channel_);
+  }
+  ~Worker() { proc_.Stop(SIGKILL); }
+
+  wv1::Worker::Stub& stub() { return *stub_; }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+  Subprocess& proc() { return proc_; }
+
+  std::string Metrics() {
+    httplib::Client cli("127.0.0.1", ready_["metrics_port"].get<int>());
+    auto res = cli.Get("/metrics");
+    return res && res->status == 200 ? res->body : "";
+  }
+  // Sum of a metric's samples whose labels contain `label_filter`.
+  double Metric(const std::string& name, const std::string& label_filter = "") {
+    const std::string text = Metrics();
+    double sum = 0;
+    std::istringstream in(text);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind(name, 0) != 0 || line.size() <= name.size()) continue;
+      const char next = line[name.size()];
+      if (next != ' ' && next != '{') continue;
+      if (!label_filter.empty() && line.find(label_filter) == std::string::npos) continue;
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return sum;
+  }
+  wv1::LoadReport Load() {
+    grpc::ClientContext ctx;
+    wv1::LoadReport r;
+    EXPECT_TRUE(stub_->GetLoad(&ctx, {}, &r).ok());
+    return r;
+  }
+  bool WaitKvFree() {
+    for (int i = 0; i < 500; ++i) {
+      const auto r = Load();
+      if (r.kv_usage() == 0 && r.free_blocks() == r.total_blocks() && r.running() == 0 && r.waiting() == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+ private:
+  TempDir dir_;
+  Subprocess proc_;
+  nlohmann::json ready_;
+  std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<wv1::Worker::Stub> stub_;
+};
+
+struct Result {
+  grpc::Status status;
+  std::vector<int32_t> ids;
+  std::string text;
+  wv1::GenerateResponse last;
+};
+
+wv1::GenerateRequest Greedy(const std::string& prompt, int n) {
+  wv1::GenerateRequest r;
+  r.set_prompt(prompt);
+  r.set_max_tokens(n);
+  r.mutable_sampling()->set_temperature(0);
+  return r;
+}
+
+Result Generate(wv1::Worker::Stub& stub, const wv1::GenerateRequest& req, std::chrono::milliseconds deadline = std::chrono::milliseconds(0)) {
+  grpc::ClientContext ctx;
+  if (deadline.count() > 0) ctx.set_deadline(std::chrono::system_clock::now() + deadline);
+  auto reader = stub.Generate(&ctx, req);
+  Result r;
+  wv1::GenerateResponse msg;
+  while (reader->Read(&msg)) {
+    r.ids.insert(r.ids.end(), msg.token_ids().begin(), msg.token_ids().end());
+    r.text += msg.text();
+    r.last = msg;
+  }
+  r.status = reader->Finish();
+  return r;
+}
+
+class WorkerIntegration : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { worker_ = new Worker({"--max-num-seqs", "32"}); }
+  static void TearDownTestSuite() { delete worker_; }
+  static Worker* worker_;
+};
+Worker* WorkerIntegration::worker_ = nullptr;
+
+TEST_F(WorkerIntegration, SixteenConcurrentGreedyRequestsEqualTheGolden) {
+  const auto golden = testing::LoadGolden("stories260K-f32.json");
+  std::vector<Result> results(16);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] { results[i] = Generate(worker_->stub(), Greedy(golden.prompt, 128)); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, golden.generated_ids);
+    EXPECT_EQ(r.text, golden.text);
+    EXPECT_EQ(r.last.finish_reason(), flotilla::v1::FINISH_REASON_LENGTH);
+    EXPECT_EQ(r.last.usage().prompt_tokens(), 5u);
+    EXPECT_EQ(r.last.usage().completion_tokens(), 128u);
+  }
+  EXPECT_TRUE(worker_->WaitKvFree());
+}
+
+TEST_F(WorkerIntegration, CancelledRequestReturnsItsBlocks) {
+  grpc::ClientContext ctx;
+  auto reader = worker_->stub().Generate(&ctx, Greedy("Once upon a time", 500));
+  wv1::GenerateResponse msg;
+  int got = 0;
+  while (got < 5 && reader->Read(&msg)) got += msg.token_ids_size();
+  EXPECT_GT(worker_->Load().kv_usage(), 0.0);
+  ctx.TryCancel();
+  while (reader->Read(&msg)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(worker_->WaitKvFree()) << "KV usage did not return to 0 after cancel";
+}
+
+TEST_F(WorkerIntegration, ExpiredDeadlineEndsWithDeadlineExceededAndFreesKv) {
+  wv1::GenerateRequest req = Greedy("Once upon a time", 500);
+  req.set_ignore_eos(true);
+  const Result r = Generate(worker_->stub(), req, std::chrono::milliseconds(30));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(r.ids.size(), 500u);
+  EXPECT_TRUE(worker_->WaitKvFree());
+}
+
+TEST_F(WorkerIntegration, RepeatedPromptHitsThePrefixCache) {
+  const std::string prompt =
+      "Once upon a time there was a little girl named Lily. She loved to play outside in the park with her "
+      "friends and her dog. One day, she saw a big red ball.";
+  const double hits0 = worker_->Metric("flotilla_prefix_cache_hits_total");
+  const double queries0 = worker_->Metric("flotilla_prefix_cache_queries_total");
+  const Result a = Generate(worker_->stub(), Greedy(prompt, 30));
+  const Result b = Generate(worker_->stub(), Greedy(prompt, 30));
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_EQ(a.ids, b.ids) << "a prefix-cache hit changed the output";
+  EXPECT_EQ(a.last.usage().cached_tokens(), 0u);
+  EXPECT_GE(b.last.usage().cached_tokens(), 16u);
+  EXPECT_GT(worker_->Metric("flotilla_prefix_cache_hits_total"), hits0);
+  EXPECT_GT(worker_->Metric("flotilla_prefix_cache_queries_total"), queries0);
+}
+
+TEST_F(WorkerIntegration, MetricsMoveWithTraffic) {
+  const double gen0 = worker_->Metric("flotilla_generation_tokens_total");
+  const double len0 = worker_->Metric("flotilla_request_success_total", "finished_reason=\"length\"");
+  const double ttft0 = worker_->Metric("flotilla_time_to_first_token_seconds_count");
+  ASSERT_TRUE(Generate(worker_->stub(), Greedy("Once upon a time", 10)).status.ok());
+  EXPECT_EQ(worker_->Metric("flotilla_generation_tokens_total"), gen0 + 10);
+  EXPECT_EQ(worker_->Metric("flotilla_request_success_total", "finished_reason=\"length\""), len0 + 1);
+  EXPECT_EQ(worker_->Metric("flotilla_time_to_first_token_seconds_count"), ttft0 + 1);
+  const std::string text = worker_->Metrics();
+  for (const char* m : {"flotilla_requests_running", "flotilla_requests_waiting", "flotilla_kv_cache_usage_ratio",
+                        "flotilla_inter_token_latency_seconds_bucket", "flotilla_e2e_request_latency_seconds_sum",
+                        "flotilla_request_queue_time_seconds_count", "flotilla_iteration_tokens_bucket",
+                        "flotilla_prompt_tokens_total", "flotilla_preemptions_total"}) {
+    EXPECT_NE(text.find(m), std::string::npos) << m;
+  }
+  EXPECT_NE(text.find("model=\"stories260K-f32\""), std::string::npos);
+}
+
+TEST_F(WorkerIntegration, BadRequestsAreInvalidArgumentWithAMessage) {
+  auto expect_invalid = [&](wv1::GenerateRequest req, const std::string& needle) {
+    const Result r = Generate(worker_->stub(), req);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << needle;
+    EXPECT_NE(r.status.error_message().find(needle), std::string::npos) << r.status.error_message();
+  };
+  expect_invalid(Greedy("", 10), "empty");
+  expect_invalid(Greedy(std::string(4000, 'z'), 10), "no room");
+  expect_invalid(Greedy("hi", 100000), "exceeds the context");
+  wv1::GenerateRequest req = Greedy("hi", 10);
+  req.mutable_sampling()->set_top_p(1.5f);
+  expect_invalid(req, "top_p");
+  req = Greedy("hi", 10);
+  req.add_prompt_ids(99999);
+  expect_invalid(req, "vocabulary");
+}
+
+TEST_F(WorkerIntegration, InfoHealthAndWatchLoad) {
+  grpc::ClientContext ctx;
+  wv1::InfoResponse info;
+  ASSERT_TRUE(worker_->stub().Info(&ctx, {}, &info).ok());
+  EXPECT_EQ(info.model(), "stories260K-f32");
+  EXPECT_EQ(info.context_length(), 512u);
+  EXPECT_EQ(info.quantization(), "F32");
+  EXPECT_EQ(info.block_size(), 16u);
+  auto health = grpc::health::v1::Health::NewStub(worker_->channel());
+  grpc::ClientContext hctx;
+  grpc::health::v1::HealthCheckRequest hreq;
+  grpc::health::v1::HealthCheckResponse hresp;
+  ASSERT_TRUE(health->Check(&hctx, hreq, &hresp).ok());
+  EXPECT_EQ(hresp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  grpc::ClientContext wctx;
+  wv1::WatchLoadRequest wreq;
+  wreq.set_interval_ms(20);
+  auto reader = worker_->stub().WatchLoad(&wctx, wreq);
+  wv1::LoadReport rep;
+  int n = 0;
+  while (n < 3 && reader->Read(&rep)) ++n;
+  EXPECT_EQ(n, 3);
+  EXPECT_EQ(rep.model(), "stories260K-f32");
+  EXPECT_GT(rep.total_blocks(), 0u);
+  wctx.TryCancel();
+  while (reader->Read(&rep)) {
+  }
+  reader->Finish();
+}
+
+TEST(WorkerProcess, TinyKvBudgetForcesPreemptionsAndAllFinishCorrectly) {
+  const auto golden = testing::LoadGolden("stories260K-f32.json");
+  Worker w({"--num-kv-blocks", "12", "--block-size", "16"});
+  std::vector<Result> results(4);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) threads.emplace_back([&, i] { results[i] = Generate(w.stub(), Greedy(golden.prompt, 128)); });
+  for (auto& t : threads) t.join();
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids, golden.generated_ids);
+  }
+  EXPECT_GT(w.Metric("flotilla_preemptions_total"), 0);
+  EXPECT_TRUE(w.WaitKvFree());
+}
+
+TEST(WorkerProcess, FullQueueIsResourceExhausted) {
+  Worker w({"--max-num-seqs", "1", "--max-waiting", "1"});
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::unique_ptr<grpc::ClientReader<wv1::GenerateResponse>>> readers;
+  wv1::GenerateRequest req = Greedy("Once upon a time", 500);
+  req.set_ignore_eos(true);
+  for (int i = 0; i < 2; ++i) {
+    ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    readers.push_back(w.stub().Generate(ctxs.back().get(), req));
+    wv1::GenerateResponse msg;
+    if (i == 0) ASSERT_TRUE(readers.back()->Read(&msg));  // running
+  }
+  for (int i = 0; i < 100 && w.Load().waiting() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const Result r = Generate(w.stub(), req);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << r.status.error_message();
+  for (auto& c : ctxs) c->TryCancel();
+}
+
+TEST(WorkerProcess, DrainStopsAdmittingAndSigtermExitsCleanly) {
+  Worker w({});
+  grpc::ClientContext gctx;
+  wv1::GenerateRequest req = Greedy("Once upon a time", 60);
+  auto reader = w.stub().Generate(&gctx, req);
+  wv1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  grpc::ClientContext dctx;
+  wv1::DrainRequest dreq;
+  dreq.set_wait(true);
+  wv1::DrainResponse dresp;
+  ASSERT_TRUE(w.stub().Drain(&dctx, dreq, &dresp).ok());  // returns once the stream above is done
+  EXPECT_EQ(dresp.in_flight(), 0u);
+  int n = 0;
+  while (reader->Read(&msg)) n++;
+  EXPECT_TRUE(reader->Finish().ok()) << "an in-flight request must finish during a drain";
+  auto health = grpc::health::v1::Health::NewStub(w.channel());
+  grpc::ClientContext hctx;
+  grpc::health::v1::HealthCheckResponse hresp;
+  ASSERT_TRUE(health->Check(&hctx, {}, &hresp).ok());
+  EXPECT_EQ(hresp.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Generate(w.stub(), Greedy("hi", 5)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  const int status = w.proc().Stop(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status)) << w.proc().Log();
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace flotilla::worker
