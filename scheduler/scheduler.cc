@@ -2,7 +2,8 @@
 //   1. ends cancelled and expired requests (waiting or running) and frees their blocks;
 //   2. gives every running decode one token, then continues running chunked prefills;
 //   3. admits waiting requests in rank order (priority, then arrival) under the token budget and
-//      the sequence limit, reusing prefix-cached blocks.
+//      the sequence limit, reusing prefix-cached blocks; a waiting request that outranks a running
+//      prefill is admitted before that prefill takes more budget.
 // Blocks are allocated lazily, chunk by chunk. When they run out, the lowest-ranked running
 // request is preempted (blocks freed, tokens kept, recomputed on re-admission); a waiting request
 // may displace running ones only if they have strictly lower priority. Cost per step is
@@ -118,6 +119,7 @@ class Scheduler::Impl {
 
   // Per-step scratch, kept so that a steady state allocates nothing beyond the plan itself.
   int budget_ = 0;
+  bool admission_closed_ = false;  // the head of the queue could not be admitted this step
   size_t tail_ = 0;                   // running_[tail_-1] is at or above the lowest live entry
   std::vector<Request*> scheduled_;   // parallel to plan.seqs; null where an entry was withdrawn
   std::vector<Request*> admitted_;    // admitted this step, merged into running_ at the end
@@ -199,15 +201,20 @@ StepPlan Scheduler::Impl::Schedule() {
     Request& r = *running_[i];
     if (r.running && r.plan_index < 0 && r.tokens.size() - r.num_computed == 1) ScheduleRunning(r, 1, &plan);
   }
-  // Then prefills already under way (chunked prompts, recomputes), with the budget left.
+  // Then prefills under way (chunked prompts, recomputes) and admissions, merged in rank order:
+  // a long low-priority prompt must not hold the budget while a higher-priority request waits.
+  admission_closed_ = false;
   for (size_t i = 0; i < running_.size() && budget_ > 0; ++i) {
     Request& r = *running_[i];
     if (!r.running || r.plan_index >= 0) continue;
+    while (!admission_closed_ && budget_ > 0 && !waiting_.empty() && RanksBefore(**waiting_.begin(), r)) {
+      admission_closed_ = !AdmitNext(&plan);
+    }
+    if (!r.running || budget_ == 0) continue;  // an admission may have displaced r
     const int64_t left = static_cast<int64_t>(r.tokens.size()) - r.num_computed;
     if (left > 0) ScheduleRunning(r, static_cast<int>(std::min<int64_t>(left, budget_)), &plan);
   }
-  while (budget_ > 0 && AdmitNext(&plan)) {
-  }
+  while (!admission_closed_ && budget_ > 0 && !waiting_.empty()) admission_closed_ = !AdmitNext(&plan);
 
   // Drop the entries of requests preempted after they were planned.
   size_t kept = 0;

@@ -21,7 +21,8 @@ struct SchedulerConfig {
   int block_size = 16;            // tokens per block
   int max_num_seqs = 64;          // sequences per step
   int max_tokens_per_step = 512;  // token budget per step (prefill chunks + decodes)
-  int max_context = 0;            // prompt + output tokens one sequence may hold
+  int max_context = 0;            // prompt + output tokens one sequence may hold; 0 = only the pool limits it
+                                  // (a sequence also ends with kLength before it would outgrow the whole pool)
   int max_waiting = 1024;         // Add() beyond this is RESOURCE_EXHAUSTED
   bool enable_prefix_cache = true;
 };
@@ -85,7 +86,8 @@ struct SchedulerStats {
   int free_blocks = 0;  // blocks with no reference (cached-but-unreferenced count as free)
   int total_blocks = 0;
   double kv_usage = 0.0;  // referenced blocks / total blocks
-  uint64_t prefix_queries = 0;      // prompt tokens looked up in the prefix cache (vLLM semantics)
+  uint64_t prefix_queries = 0;      // prompt tokens looked up in the prefix cache (vLLM semantics:
+                                    // at first admission; recomputes after preemption not counted)
   uint64_t prefix_hits = 0;         // of those, tokens found
   uint64_t preemptions = 0;         // total so far
 };
@@ -97,14 +99,20 @@ class Scheduler {
 
   // INVALID_ARGUMENT for an empty prompt, a prompt that cannot fit the context or the whole
   // pool, a duplicate id; RESOURCE_EXHAUSTED when the waiting queue is full.
+  // The prompt must leave room for one output token: size < min(max_context, num_blocks * block_size).
+  // A deadline already past is accepted and reported as kExpired by the next Schedule().
   absl::Status Add(RequestSpec spec);
   // Marks a request cancelled; it is reported in the next plan's `finished` and its blocks are
   // freed then. Unknown ids are ignored.
   void Cancel(uint64_t id);
 
+  // Every Schedule() must be followed by Update() with its plan before the next Schedule().
   StepPlan Schedule();
   // Applies a step's results. Sequences reaching max_new_tokens or the context end with kLength.
   // Returns every request that ended in this step; their blocks are free on return.
+  // A result with finish kError ends its sequence whether or not it sampled (report it for every
+  // sequence of a failed step); a sampled sequence without a result also ends with kError.
+  // Newly full blocks enter the prefix cache here, once their KV is known to be written.
   std::vector<FinishedRequest> Update(const StepPlan& plan, std::span<const SeqResult> results);
 
   SchedulerStats stats() const;

@@ -239,6 +239,33 @@ TEST(SchedulerTest, NoPreemptionThatCannotMakeRoom) {
   ASSERT_TRUE(e.RunUntilIdle().ok());
 }
 
+TEST(SchedulerTest, LongLowPriorityPrefillDoesNotHoldOffAHigherPriorityNewcomer) {
+  FakeClock clock;
+  FakeEngine e(Config(/*num_blocks=*/64, 4, /*budget=*/8, 8), &clock);
+  ASSERT_TRUE(e.Add(Spec(1, 60, 2, /*priority=*/0)).ok());
+  ASSERT_TRUE(e.Step().ok());
+  ASSERT_TRUE(e.Add(Spec(2, 5, 2, /*priority=*/1)).ok());
+  ASSERT_TRUE(e.Add(Spec(3, 5, 2, /*priority=*/0)).ok());  // equal priority: waits its turn
+  StepPlan plan;
+  ASSERT_TRUE(e.Step(&plan).ok());
+  ASSERT_EQ(plan.seqs.size(), 2u);
+  EXPECT_EQ(plan.seqs[0].id, 2u);
+  EXPECT_EQ(plan.seqs[0].tokens.size(), 5u);
+  EXPECT_EQ(plan.seqs[1].id, 1u);
+  EXPECT_EQ(plan.seqs[1].tokens.size(), 3u);
+  EXPECT_EQ(plan.num_preempted, 0);
+  // 3 ranks below the running prefill of 1: it gets only what 1's prefill leaves over.
+  bool one_sampled = false;
+  while (!e.scheduler().idle()) {
+    ASSERT_TRUE(e.Step(&plan).ok());
+    const ScheduledSeq* one = Find(plan, 1);
+    if (one != nullptr && one->sample) one_sampled = true;
+    if (Contains(plan, 3)) {
+      EXPECT_TRUE(one_sampled);
+    }
+  }
+}
+
 TEST(SchedulerTest, CancelFreesBlocksInTheSameStep) {
   FakeClock clock;
   FakeEngine e(Config(/*num_blocks=*/8, 4, 64, /*max_seqs=*/1), &clock);
