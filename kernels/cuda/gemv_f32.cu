@@ -1,0 +1,6 @@
+// The matrix-vector kernels for F32 weights (every activation type, M = 1..8).
+#include "kernels/cuda/gemv.cuh"
+
+namespace flotilla::kernels::cuda {
+template Error LaunchMatVec<DType::kF32>(const MatVecArgs& a, Stream s);
+}  // namespace flotilla::kernels::cuda
