@@ -271,13 +271,12 @@ void Engine::Step() {
     // A failed step fails every request in it; a backend error also makes the worker unhealthy.
     spdlog::error("engine step failed: {}", fs.ToString());
     if (fs.code() != absl::StatusCode::kInvalidArgument) healthy_.store(false);
+    // A kError result ends its sequence whether or not it sampled (see scheduler.h).
     for (const auto& s : plan.seqs) {
-      if (s.sample) {
-        results.push_back({s.id, -1, FinishReason::kError});
-      } else {
-        scheduler_->Cancel(s.id);
+      results.push_back({s.id, -1, FinishReason::kError});
+      if (auto it = live_.find(s.id); it != live_.end()) {
+        it->second->pending.status = absl::InternalError("engine step failed: " + fs.ToString());
       }
-      if (auto it = live_.find(s.id); it != live_.end()) it->second->pending.status = absl::InternalError("engine step failed: " + fs.ToString());
     }
   } else {
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
