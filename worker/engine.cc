@@ -346,8 +346,10 @@ void Engine::FinishRequest(uint64_t id, FinishReason reason, absl::Status status
       default: metrics_->success_abort.Increment(); break;
     }
   }
-  live->sink->OnEvent(std::move(ev));
+  // Count the request out before its caller hears of the end, so that whoever sees the final
+  // event also sees the engine's load without it.
   in_flight_.fetch_sub(1);
+  live->sink->OnEvent(std::move(ev));
 }
 
 void Engine::PublishLoad() {

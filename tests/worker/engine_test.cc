@@ -202,5 +202,55 @@ TEST(Engine, SamePromptSameSeedSameText) {
   }
 }
 
+// An executor whose device "fails" after some steps, as a CUDA error would.
+class FailingExecutor final : public Executor {
+ public:
+  FailingExecutor(std::unique_ptr<Executor> inner, int fail_at) : inner_(std::move(inner)), fail_at_(fail_at) {}
+  const LlamaConfig& config() const override { return inner_->config(); }
+  int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
+  int block_size() const override { return inner_->block_size(); }
+  int max_batch_tokens() const override { return inner_->max_batch_tokens(); }
+  std::string Describe() const override { return "failing " + inner_->Describe(); }
+  absl::Status Forward(const ForwardBatch& b, std::span<float> logits) override {
+    if (++calls_ >= fail_at_) return absl::InternalError("device error 700 (illegal address)");
+    return inner_->Forward(b, logits);
+  }
+
+ private:
+  std::unique_ptr<Executor> inner_;
+  int fail_at_;
+  int calls_ = 0;
+};
+
+TEST(Engine, BackendErrorFailsTheRequestsAndMarksTheWorkerUnhealthy) {
+  auto model = testing::LoadShared("stories260K-f32.gguf");
+  auto tok = std::make_shared<Tokenizer>(model->vocab);
+  ExecutorOptions o;
+  o.num_kv_blocks = 64;
+  auto ex = MakeCpuExecutor(model, o);
+  ASSERT_TRUE(ex.ok());
+  Engine engine(std::make_unique<FailingExecutor>(std::move(*ex), 5), tok, EngineConfig{}, SystemClock::Get(), nullptr);
+  std::vector<std::shared_ptr<Collector>> sinks;
+  for (int i = 0; i < 3; ++i) {
+    EngineRequest r;
+    r.prompt = tok->Encode("Once upon a time", true);
+    r.max_tokens = 50;
+    r.sampling.temperature = 0;
+    auto c = std::make_shared<Collector>();
+    ASSERT_TRUE(engine.Submit(std::move(r), c).ok());
+    sinks.push_back(c);
+  }
+  for (auto& c : sinks) {
+    ASSERT_TRUE(c->Wait(std::chrono::seconds(10))) << "a request hung after a backend error";
+    EXPECT_EQ(c->last().status.code(), absl::StatusCode::kInternal);
+    EXPECT_NE(c->last().status.message().find("illegal address"), std::string::npos);
+  }
+  EXPECT_FALSE(engine.load().healthy);
+  EXPECT_EQ(engine.in_flight(), 0);
+  EngineRequest r;
+  r.prompt = tok->Encode("hi", true);
+  EXPECT_EQ(engine.Submit(std::move(r), std::make_shared<Collector>()).status().code(), absl::StatusCode::kUnavailable);
+}
+
 }  // namespace
 }  // namespace flotilla::worker
