@@ -85,7 +85,11 @@ absl::Status RunAutoscaler(const AutoscalerConfig& config, StopSignal* stop) {
                                                                : config.backend.local.work_dir,
                  fleet->fleet_file());
   } else {
-    absl::StatusOr<KubernetesOptions> k = ResolveInCluster(config.backend.kubernetes);
+    KubernetesOptions options = config.backend.kubernetes;
+    for (const PoolEntry& p : config.pools) {
+      if (!p.deployment.empty()) options.deployments[p.policy.pool] = p.deployment;
+    }
+    absl::StatusOr<KubernetesOptions> k = ResolveInCluster(std::move(options));
     if (!k.ok()) return k.status();
     spdlog::info("kubernetes backend: {} namespace {}", k->api_server, k->namespace_name);
     backend = std::make_unique<KubernetesBackend>(std::move(*k));
