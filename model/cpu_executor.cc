@@ -1,9 +1,22 @@
 // The CPU backend: the Llama forward pass over the kernel table, one thread pool, and a paged
 // f32 KV cache. All buffers are sized at construction for max_batch_tokens; Forward allocates
 // nothing.
+//
+// A forward pass is one parallel region: every thread of the pool walks the same sequence of
+// steps and meets the others at a barrier between dependent steps (about nine per layer),
+// instead of a fork/join round per kernel call. Matrix products are handed out in units of rows
+// whose size depends only on the matrix shape, claimed dynamically when a step is big (so a
+// thread slowed by a busy host does not hold the others up for its whole share) and split
+// statically when it is small (no atomics: a tiny model's steps are a few microseconds).
+// Q, K and V are one step whose units are heads, so the thread that computes a head also
+// applies RoPE to it and stores K and V into the cache; gate and up are one step that applies
+// SiLU*up to its rows; the output and down projections add into the residual stream in place.
+// Each output element's arithmetic depends only on its own row and token, so a token's results
+// are bitwise the same alone or in any batch and on any number of threads.
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -17,8 +30,30 @@
 namespace flotilla {
 namespace {
 
+using kernels::DType;
 using kernels::cpu::KernelTable;
+using kernels::cpu::MatMulArgs;
 using kernels::cpu::ThreadPool;
+
+// A step whose total multiply-adds are below this is split statically between threads.
+constexpr int64_t kDynamicWork = int64_t{1} << 20;
+
+// 64-byte aligned bytes (activation rows are read with 64-byte vector loads).
+class AlignedBytes {
+ public:
+  void Resize(size_t n) { p_.reset(static_cast<char*>(std::aligned_alloc(64, (n + 63) / 64 * 64 + 64))); }
+  char* data() const { return p_.get(); }
+
+ private:
+  struct Free {
+    void operator()(char* p) const { std::free(p); }
+  };
+  std::unique_ptr<char, Free> p_;
+};
+
+// Rows per unit of work for a matrix: about 32 units, a multiple of 16 rows, at least 16.
+// It depends only on the matrix shape, never on the batch or the thread count.
+int64_t UnitRows(int64_t rows) { return std::max<int64_t>(16, (rows / 32 + 15) / 16 * 16); }
 
 class CpuExecutor final : public Executor {
  public:
@@ -42,16 +77,17 @@ class CpuExecutor final : public Executor {
     gate_.resize(T * c_.ffn_dim);
     up_.resize(T * c_.ffn_dim);
     tables_.resize(T);
-    int64_t scratch = 0;
-    auto need = [&](const WeightMatrix& m) {
-      scratch = std::max(scratch, kernels::cpu::MatMulScratchBytes(m.type, T, m.cols));
-    };
+    logit_rows_.resize(T);
+    // Quantized activations: one row per token, for the widest input of any quantized matrix.
+    // Q8_0 and Q4_0 weights read the same form in every variant, so one buffer serves a step.
+    int64_t act_row = 0;
+    auto need = [&](const WeightMatrix& m) { act_row = std::max(act_row, kt_.act_row_bytes(m.type, m.cols)); };
     need(w_.output);
     for (const auto& l : w_.layers) {
       for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) need(*m);
     }
-    qscratch_.resize(scratch);
-    attn_stride_ = c_.context_length;
+    act_.Resize(T * act_row);
+    attn_stride_ = kernels::cpu::AttentionGroupScratch(c_.n_heads, c_.n_kv_heads, c_.head_dim, c_.context_length);
     attn_scratch_.resize(static_cast<size_t>(pool_.size()) * attn_stride_);
     // Rotary angles in double, rounded once: theta_i = pos * base^(-2i/head_dim).
     const int half = c_.head_dim / 2;
@@ -80,21 +116,49 @@ class CpuExecutor final : public Executor {
   absl::Status Forward(const ForwardBatch& b, std::span<float> logits) override;
 
  private:
+  // Per-call state shared by the threads of one forward pass.
+  struct Step {
+    const ForwardBatch* batch;
+    int64_t T;
+    int64_t n_logits;
+    float* logits;
+    kernels::cpu::PagedAttentionArgs attn;
+  };
+
   float* KCache(int l) { return kv_.get() + (2 * static_cast<int64_t>(l)) * layer_kv_floats_; }
   float* VCache(int l) { return kv_.get() + (2 * static_cast<int64_t>(l) + 1) * layer_kv_floats_; }
-  void MatMul(const WeightMatrix& w, const float* x, int64_t M, float* y) {
-    kernels::cpu::MatMul(kt_, pool_, w, x, M, y, w.rows, qscratch_.data());
-  }
-  // Runs f(t) for every token, spread over the pool when the batch is large enough to pay.
+
+  void Region(const Step& s, int tid, int nt);
+  void Layer(const Step& s, int l, int tid, int nt);
+
+  // Calls f(u) for every unit, statically split when the step is small, then a barrier.
   template <class F>
-  void ForTokens(int64_t T, F&& f) {
-    if (T < 8) {
-      for (int64_t t = 0; t < T; ++t) f(t);
+  void Units(int tid, int nt, int64_t units, int64_t work, F&& f) {
+    if (work >= kDynamicWork) {
+      pool_.ForEach(tid, units, f);
       return;
     }
-    pool_.ParallelFor(T, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) f(t);
-    });
+    for (int64_t u = units * tid / nt; u < units * (tid + 1) / nt; ++u) f(u);
+    pool_.Barrier();
+  }
+  // Calls f(t) for this thread's share of tokens [0, T), then a barrier.
+  template <class F>
+  void Tokens(int tid, int nt, int64_t T, F&& f) {
+    for (int64_t t = T * tid / nt; t < T * (tid + 1) / nt; ++t) f(t);
+    pool_.Barrier();
+  }
+  // Norms x rows into xb_ and, when any of the step's matrices is quantized, quantizes them.
+  void NormAndQuantize(int64_t t, const float* x, const float* norm, bool quantize, DType type, int64_t out_row) {
+    float* xb = xb_.data() + out_row * c_.dim;
+    kt_.rms_norm(x, norm, xb, c_.dim, c_.norm_eps);
+    if (quantize) kt_.quantize_act(type, xb, act_.data() + out_row * kt_.act_row_bytes(type, c_.dim), c_.dim);
+  }
+  // Rows [n0, n1) of w for all T tokens, reading x (f32, ldx apart) or the quantized act_.
+  void MatMulRows(const WeightMatrix& w, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy, int64_t n0,
+                  int64_t n1) {
+    const bool q = kernels::IsBlockQuantized(w.type);
+    const MatMulArgs a = kernels::cpu::MakeMatMulArgs(kt_, w, q ? static_cast<const void*>(act_.data()) : x, ldx, T, y, ldy);
+    kt_.matmul[static_cast<int>(w.type)](a, n0, n1);
   }
 
   std::shared_ptr<const LoadedModel> model_;
@@ -107,7 +171,8 @@ class CpuExecutor final : public Executor {
   const int max_tokens_;
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
   std::vector<const int32_t*> tables_;
-  std::vector<char> qscratch_;
+  std::vector<int64_t> logit_rows_;
+  AlignedBytes act_;
   std::vector<float> attn_scratch_;
   int64_t attn_stride_ = 0;
   std::vector<float> rope_cos_, rope_sin_;
@@ -115,79 +180,153 @@ class CpuExecutor final : public Executor {
   std::unique_ptr<float[]> kv_;
 };
 
+bool AnyQuantized(std::initializer_list<const WeightMatrix*> ms) {
+  for (const WeightMatrix* m : ms) {
+    if (kernels::IsBlockQuantized(m->type)) return true;
+  }
+  return false;
+}
+
+DType QuantizedType(std::initializer_list<const WeightMatrix*> ms) {
+  for (const WeightMatrix* m : ms) {
+    if (kernels::IsBlockQuantized(m->type)) return m->type;
+  }
+  return DType::kQ8_0;
+}
+
 absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits) {
   RETURN_IF_ERROR(ValidateBatch(b, c_, num_blocks_, block_size_, max_tokens_, logits.size()));
   const int64_t T = static_cast<int64_t>(b.size());
   if (T == 0) return absl::OkStatus();
-  const int dim = c_.dim, hd = c_.head_dim, kv = c_.kv_dim(), qd = c_.q_dim(), ffn = c_.ffn_dim, bs = block_size_;
-  const int half = hd / 2;
-  for (int64_t t = 0; t < T; ++t) tables_[t] = b.block_tables[b.seq[t]].data();
+  Step s{};
+  s.batch = &b;
+  s.T = T;
+  s.logits = logits.data();
+  for (int64_t t = 0; t < T; ++t) {
+    tables_[t] = b.block_tables[b.seq[t]].data();
+    if (b.want_logits[t]) logit_rows_[s.n_logits++] = t;
+  }
+  auto& attn = s.attn;
+  attn.q = q_.data();
+  attn.q_stride = c_.q_dim();
+  attn.out = att_.data();
+  attn.out_stride = c_.q_dim();
+  attn.n_heads = c_.n_heads;
+  attn.n_kv_heads = c_.n_kv_heads;
+  attn.head_dim = c_.head_dim;
+  attn.block_size = block_size_;
+  attn.positions = b.positions.data();
+  attn.block_tables = tables_.data();
+  attn.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+  pool_.Run([&](int tid, int nt) { Region(s, tid, nt); });
+  return absl::OkStatus();
+}
 
-  // Embedding lookup.
-  ForTokens(T, [&](int64_t t) {
+void CpuExecutor::Region(const Step& s, int tid, int nt) {
+  const ForwardBatch& b = *s.batch;
+  const int dim = c_.dim;
+  Tokens(tid, nt, s.T, [&](int64_t t) {
     const auto* row = static_cast<const char*>(w_.token_embd.data) + b.tokens[t] * w_.token_embd.row_bytes;
     kernels::DequantizeRow(w_.token_embd.type, row, x_.data() + t * dim, dim);
   });
+  for (int l = 0; l < c_.n_layers; ++l) Layer(s, l, tid, nt);
 
-  kernels::cpu::PagedAttentionArgs attn{};
-  attn.q = q_.data();
-  attn.q_stride = qd;
-  attn.out = att_.data();
-  attn.out_stride = qd;
-  attn.n_heads = c_.n_heads;
-  attn.n_kv_heads = c_.n_kv_heads;
-  attn.head_dim = hd;
-  attn.block_size = bs;
-  attn.positions = b.positions.data();
-  attn.block_tables = tables_.data();
-  attn.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Final norm and logits only for the tokens that asked, packed in their order.
+  if (s.n_logits == 0) return;
+  const WeightMatrix& out = w_.output;
+  const bool q = AnyQuantized({&out});
+  Tokens(tid, nt, s.n_logits, [&](int64_t i) {
+    NormAndQuantize(i, x_.data() + logit_rows_[i] * dim, w_.output_norm, q, out.type, i);
+  });
+  const int64_t ur = UnitRows(out.rows);
+  Units(tid, nt, (out.rows + ur - 1) / ur, out.rows * out.cols * s.n_logits, [&](int64_t u) {
+    MatMulRows(out, xb_.data(), dim, s.n_logits, s.logits, out.rows, u * ur, std::min(out.rows, (u + 1) * ur));
+  });
+}
+
+void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
+  const ForwardBatch& b = *s.batch;
+  const LayerWeights& L = w_.layers[l];
+  const int64_t T = s.T;
+  const int dim = c_.dim, hd = c_.head_dim, kv = c_.kv_dim(), qd = c_.q_dim(), ffn = c_.ffn_dim, bs = block_size_;
+  const int half = hd / 2;
   const int64_t block_stride = static_cast<int64_t>(kv) * bs;
+  float* kc = KCache(l);
+  float* vc = VCache(l);
 
-  for (int l = 0; l < c_.n_layers; ++l) {
-    const LayerWeights& L = w_.layers[l];
-    ForTokens(T, [&](int64_t t) { kt_.rms_norm(x_.data() + t * dim, L.attn_norm, xb_.data() + t * dim, dim, c_.norm_eps); });
-    MatMul(L.wq, xb_.data(), T, q_.data());
-    MatMul(L.wk, xb_.data(), T, k_.data());
-    MatMul(L.wv, xb_.data(), T, v_.data());
-    float* kc = KCache(l);
-    float* vc = VCache(l);
-    ForTokens(T, [&](int64_t t) {
+  // Attention input.
+  const bool qkv_q = AnyQuantized({&L.wq, &L.wk, &L.wv});
+  const DType qkv_t = QuantizedType({&L.wq, &L.wk, &L.wv});
+  Tokens(tid, nt, T, [&](int64_t t) { NormAndQuantize(t, x_.data() + t * dim, L.attn_norm, qkv_q, qkv_t, t); });
+
+  // Q, K, V by heads; each head is rotated (Q, K) and stored in the cache (K, V) by its thread.
+  const int64_t nh = c_.n_heads, nkv = c_.n_kv_heads;
+  Units(tid, nt, nh + 2 * nkv, (qd + 2 * kv) * int64_t{dim} * T, [&](int64_t u) {
+    const int64_t n0 = (u < nh ? u : (u - nh) % nkv) * hd;
+    const int kind = u < nh ? 0 : u < nh + nkv ? 1 : 2;  // q, k, v
+    const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
+    float* y = kind == 0 ? q_.data() : kind == 1 ? k_.data() : v_.data();
+    const int64_t ldy = kind == 0 ? qd : kv;
+    MatMulRows(w, xb_.data(), dim, T, y, ldy, n0, n0 + hd);
+    for (int64_t t = 0; t < T; ++t) {
       const int pos = b.positions[t];
-      const float* cs = rope_cos_.data() + static_cast<int64_t>(pos) * half;
-      const float* sn = rope_sin_.data() + static_cast<int64_t>(pos) * half;
-      kt_.rope(q_.data() + t * qd, c_.n_heads, hd, cs, sn);
-      kt_.rope(k_.data() + t * kv, c_.n_kv_heads, hd, cs, sn);
-      // Store K and V in the token's slot: block table[pos / bs], slot pos % bs.
-      const int64_t base = tables_[t][pos / bs] * block_stride + static_cast<int64_t>(pos % bs) * hd;
-      for (int h = 0; h < c_.n_kv_heads; ++h) {
-        const int64_t off = base + static_cast<int64_t>(h) * bs * hd;
-        std::memcpy(kc + off, k_.data() + t * kv + h * hd, sizeof(float) * hd);
-        std::memcpy(vc + off, v_.data() + t * kv + h * hd, sizeof(float) * hd);
+      float* head = y + t * ldy + n0;
+      if (kind != 2) kt_.rope(head, 1, hd, rope_cos_.data() + static_cast<int64_t>(pos) * half,
+                              rope_sin_.data() + static_cast<int64_t>(pos) * half);
+      if (kind != 0) {
+        // Slot pos % bs of block table[pos / bs]; layout [block][kv_head][slot][head_dim].
+        const int64_t off = tables_[t][pos / bs] * block_stride + (n0 / hd) * bs * hd + static_cast<int64_t>(pos % bs) * hd;
+        std::memcpy((kind == 1 ? kc : vc) + off, head, sizeof(float) * hd);
       }
+    }
+  });
+
+  // Attention by (token, KV head): the group's query heads share each K and V row.
+  auto attn = s.attn;
+  attn.k_cache = kc;
+  attn.v_cache = vc;
+  int64_t attn_work = 0;
+  for (int64_t t = 0; t < T; ++t) attn_work += (b.positions[t] + 1) * int64_t{qd};
+  float* scratch = attn_scratch_.data() + tid * attn_stride_;
+  Units(tid, nt, T * nkv, attn_work, [&](int64_t u) { kt_.attention_group(attn, u / nkv, static_cast<int>(u % nkv), scratch); });
+
+  // Output projection, added into the residual stream by the thread that computes the rows.
+  const bool o_q = AnyQuantized({&L.wo});
+  if (o_q) {
+    Tokens(tid, nt, T, [&](int64_t t) {
+      kt_.quantize_act(L.wo.type, att_.data() + t * qd, act_.data() + t * kt_.act_row_bytes(L.wo.type, qd), qd);
     });
-    attn.k_cache = kc;
-    attn.v_cache = vc;
-    kernels::cpu::PagedAttention(kt_, pool_, attn, T, attn_scratch_.data(), attn_stride_);
-    MatMul(L.wo, att_.data(), T, xb_.data());
-    ForTokens(T, [&](int64_t t) { kt_.add(x_.data() + t * dim, xb_.data() + t * dim, x_.data() + t * dim, dim); });
-
-    ForTokens(T, [&](int64_t t) { kt_.rms_norm(x_.data() + t * dim, L.ffn_norm, xb_.data() + t * dim, dim, c_.norm_eps); });
-    MatMul(L.w_gate, xb_.data(), T, gate_.data());
-    MatMul(L.w_up, xb_.data(), T, up_.data());
-    ForTokens(T, [&](int64_t t) { kt_.silu_mul(gate_.data() + t * ffn, up_.data() + t * ffn, gate_.data() + t * ffn, ffn); });
-    MatMul(L.w_down, gate_.data(), T, xb_.data());
-    ForTokens(T, [&](int64_t t) { kt_.add(x_.data() + t * dim, xb_.data() + t * dim, x_.data() + t * dim, dim); });
   }
+  const int64_t ur_o = UnitRows(dim);
+  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * qd * T, [&](int64_t u) {
+    const int64_t n0 = u * ur_o, n1 = std::min<int64_t>(dim, n0 + ur_o);
+    MatMulRows(L.wo, att_.data(), qd, T, xb_.data(), dim, n0, n1);
+    for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
+  });
 
-  // Final norm and logits only for the tokens that asked.
-  int64_t n = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    if (!b.want_logits[t]) continue;
-    kt_.rms_norm(x_.data() + t * dim, w_.output_norm, xb_.data() + n * dim, dim, c_.norm_eps);
-    ++n;
+  // Feed-forward: gate and up by row ranges, SiLU(gate) * up in place of gate.
+  const bool gu_q = AnyQuantized({&L.w_gate, &L.w_up});
+  const DType gu_t = QuantizedType({&L.w_gate, &L.w_up});
+  Tokens(tid, nt, T, [&](int64_t t) { NormAndQuantize(t, x_.data() + t * dim, L.ffn_norm, gu_q, gu_t, t); });
+  const int64_t ur_f = UnitRows(ffn);
+  Units(tid, nt, (ffn + ur_f - 1) / ur_f, 2 * int64_t{ffn} * dim * T, [&](int64_t u) {
+    const int64_t n0 = u * ur_f, n1 = std::min<int64_t>(ffn, n0 + ur_f);
+    MatMulRows(L.w_gate, xb_.data(), dim, T, gate_.data(), ffn, n0, n1);
+    MatMulRows(L.w_up, xb_.data(), dim, T, up_.data(), ffn, n0, n1);
+    for (int64_t t = 0; t < T; ++t) {
+      kt_.silu_mul(gate_.data() + t * ffn + n0, up_.data() + t * ffn + n0, gate_.data() + t * ffn + n0, n1 - n0);
+    }
+  });
+  if (AnyQuantized({&L.w_down})) {
+    Tokens(tid, nt, T, [&](int64_t t) {
+      kt_.quantize_act(L.w_down.type, gate_.data() + t * ffn, act_.data() + t * kt_.act_row_bytes(L.w_down.type, ffn), ffn);
+    });
   }
-  if (n > 0) MatMul(w_.output, xb_.data(), n, logits.data());
-  return absl::OkStatus();
+  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * ffn * T, [&](int64_t u) {
+    const int64_t n0 = u * ur_o, n1 = std::min<int64_t>(dim, n0 + ur_o);
+    MatMulRows(L.w_down, gate_.data(), ffn, T, xb_.data(), dim, n0, n1);
+    for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
+  });
 }
 
 }  // namespace

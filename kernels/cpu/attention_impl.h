@@ -1,6 +1,10 @@
-// Paged attention for one (token, head), written once over a variant's vector primitives.
+// Paged attention written once over a variant's vector primitives (Dot, Axpy, Softmax).
 // Included only by the variant .cc files; everything here has internal linkage so that each
 // variant's instantiation keeps its own instruction set.
+//
+// The group kernel computes every query head of one KV head with the same arithmetic as the
+// single-head kernel (same dot products, same softmax, values summed in the same order), so the
+// two agree bit for bit; it only reads each K and V row from memory once for the whole group.
 #pragma once
 
 #include <algorithm>
@@ -36,6 +40,40 @@ void PagedAttentionImpl(const PagedAttentionArgs& a, int64_t t, int h, float* sc
     const float* vb = a.v_cache + table[b] * block_stride + head_off;
     const int cnt = std::min(bs, n - j);
     for (int s = 0; s < cnt; ++s) Axpy(scores[j + s], vb + static_cast<int64_t>(s) * hd, o, hd);
+  }
+}
+
+template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
+          void (*Softmax)(float*, int64_t)>
+void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
+  const int group = a.n_heads / a.n_kv_heads;
+  const int hd = a.head_dim;
+  const int bs = a.block_size;
+  const int n = a.positions[t] + 1;
+  const int64_t stride = (n + 15) / 16 * 16;
+  const float* q = a.q + t * a.q_stride + static_cast<int64_t>(kvh) * group * hd;
+  const int32_t* table = a.block_tables[t];
+  const int64_t block_stride = static_cast<int64_t>(a.n_kv_heads) * bs * hd;
+  const int64_t head_off = static_cast<int64_t>(kvh) * bs * hd;
+
+  for (int j = 0, b = 0; j < n; j += bs, ++b) {
+    const float* kb = a.k_cache + table[b] * block_stride + head_off;
+    const int cnt = std::min(bs, n - j);
+    for (int s = 0; s < cnt; ++s) {
+      const float* k = kb + static_cast<int64_t>(s) * hd;
+      for (int g = 0; g < group; ++g) scratch[g * stride + j + s] = Dot(q + g * hd, k, hd) * a.scale;
+    }
+  }
+  for (int g = 0; g < group; ++g) Softmax(scratch + g * stride, n);
+  float* o = a.out + t * a.out_stride + static_cast<int64_t>(kvh) * group * hd;
+  std::memset(o, 0, sizeof(float) * hd * group);
+  for (int j = 0, b = 0; j < n; j += bs, ++b) {
+    const float* vb = a.v_cache + table[b] * block_stride + head_off;
+    const int cnt = std::min(bs, n - j);
+    for (int s = 0; s < cnt; ++s) {
+      const float* v = vb + static_cast<int64_t>(s) * hd;
+      for (int g = 0; g < group; ++g) Axpy(scratch[g * stride + j + s], v, o + g * hd, hd);
+    }
   }
 }
 

@@ -1,37 +1,55 @@
 // AVX2 + FMA + F16C kernels. Compiled with those flags for this file only and used only when
 // the CPU reports all three. Everything is in an anonymous namespace so no inline function
 // compiled here can stand in for a baseline copy elsewhere.
+//
+// Quantized weights meet Q8_0 activations in SplitActFormat<2>: two blocks per step, the low
+// halves (elements 0..15) of both blocks in one 32-byte vector, the high halves in another, so
+// that 32-bit lanes 0..3 of a dot product belong to the first block and lanes 4..7 to the
+// second. Weights are read in place from the ggml layout (no second copy):
+//  - Q8_0: the two blocks' halves are regrouped with one permute each; products use the sign
+//    trick (|w| unsigned times sign(w)*x signed, vpmaddubsw), widened per half with vpmaddwd.
+//  - Q4_0: the nibbles are unsigned bytes 0..15 already in split order; vpmaddubsw(nibbles, x)
+//    cannot saturate, and the offset 8 is removed with 8 * (pair sums of x), computed once per
+//    token and step and shared by every row.
+// Tiles of R rows x T tokens reuse each weight load for T tokens and each activation load for R
+// rows; every (row, token) pair goes through the same instruction sequence whatever the tile,
+// so results do not depend on batch composition or on how rows were split between threads.
 #include <immintrin.h>
 
 #include <cmath>
 #include <cstring>
 
+#include "kernels/cpu/act_format.h"
 #include "kernels/cpu/attention_impl.h"
 #include "kernels/cpu/elementwise_impl.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/quant.h"
 
+#define FLOTILLA_INLINE inline __attribute__((always_inline))
+
 namespace flotilla::kernels::cpu {
 namespace {
 
-inline float Hsum(__m256 v) {
+using Fmt = SplitActFormat<2>;
+
+FLOTILLA_INLINE float Hsum(__m256 v) {
   __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
   lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
   return _mm_cvtss_f32(lo);
 }
 
-inline float Hmax(__m256 v) {
+FLOTILLA_INLINE float Hmax(__m256 v) {
   __m128 lo = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   lo = _mm_max_ps(lo, _mm_movehl_ps(lo, lo));
   lo = _mm_max_ss(lo, _mm_movehdup_ps(lo));
   return _mm_cvtss_f32(lo);
 }
 
-inline float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
+FLOTILLA_INLINE float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 
 // exp(x) to about 2 ulp over the range that matters for softmax and SiLU (Cephes polynomial).
-inline __m256 Exp8(__m256 x) {
+FLOTILLA_INLINE __m256 Exp8(__m256 x) {
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.3f));
   const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -48,118 +66,10 @@ inline __m256 Exp8(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-// ---- float-like weights (F32, F16, BF16) against f32 activations -------------------------
-
-struct F32W {
-  static __m256 Load8(const void* w, int64_t k) { return _mm256_loadu_ps(static_cast<const float*>(w) + k); }
-  static float Load1(const void* w, int64_t k) { return static_cast<const float*>(w)[k]; }
-};
-struct F16W {
-  static __m256 Load8(const void* w, int64_t k) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + k)));
-  }
-  static float Load1(const void* w, int64_t k) { return HalfToFloat(static_cast<const uint16_t*>(w)[k]); }
-};
-struct BF16W {
-  static __m256 Load8(const void* w, int64_t k) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + k));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
-  static float Load1(const void* w, int64_t k) {
-    uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(w)[k]) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-};
-
-// Each weight row is loaded once per group of kTile activation rows.
-template <class W, int kTile>
-void FloatRowTile(const MatMulArgs& a, const void* w, int64_t n, int64_t m0) {
-  const float* x[kTile];
-  __m256 acc[kTile];
-  for (int t = 0; t < kTile; ++t) {
-    x[t] = reinterpret_cast<const float*>(static_cast<const char*>(a.x) + (m0 + t) * a.x_row_bytes);
-    acc[t] = _mm256_setzero_ps();
-  }
-  int64_t k = 0;
-  for (; k + 8 <= a.K; k += 8) {
-    const __m256 wv = W::Load8(w, k);
-    for (int t = 0; t < kTile; ++t) acc[t] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[t] + k), acc[t]);
-  }
-  for (int t = 0; t < kTile; ++t) {
-    float s = Hsum(acc[t]);
-    for (int64_t kk = k; kk < a.K; ++kk) s += W::Load1(w, kk) * x[t][kk];
-    a.y[(m0 + t) * a.ldy + n] = s;
-  }
-}
-
-template <class W>
-void MatMulFloat(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const void* w = static_cast<const char*>(a.w) + n * a.w_row_bytes;
-    int64_t m = 0;
-    for (; m + 4 <= a.M; m += 4) FloatRowTile<W, 4>(a, w, n, m);
-    for (; m < a.M; ++m) FloatRowTile<W, 1>(a, w, n, m);
-  }
-}
-
-// ---- Q8_0 / Q4_0 weights against Q8_0 activations ------------------------------------------
-
-// Sum of products of 32 signed bytes, as 8 int32 lanes converted to float.
-inline __m256 DotI8(__m256i w, __m256i x) {
-  const __m256i aw = _mm256_sign_epi8(w, w);
-  const __m256i sx = _mm256_sign_epi8(x, w);
-  const __m256i p16 = _mm256_maddubs_epi16(aw, sx);
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
-
-struct Q8W {
-  using Block = BlockQ8_0;
-  static __m256i Load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
-};
-struct Q4W {
-  using Block = BlockQ4_0;
-  static __m256i Load(const Block& b) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
-    const __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
-    return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
-  }
-};
-
-template <class W, int kTile>
-void QuantRowTile(const MatMulArgs& a, const typename W::Block* w, int64_t n, int64_t m0) {
-  const int64_t nb = a.K / kQK;
-  const BlockQ8_0* x[kTile];
-  __m256 acc[kTile];
-  for (int t = 0; t < kTile; ++t) {
-    x[t] = reinterpret_cast<const BlockQ8_0*>(static_cast<const char*>(a.x) + (m0 + t) * a.x_row_bytes);
-    acc[t] = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m256i wq = W::Load(w[b]);
-    const float dw = HalfToFloat(w[b].d);
-    for (int t = 0; t < kTile; ++t) {
-      const __m256 d = _mm256_set1_ps(dw * HalfToFloat(x[t][b].d));
-      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t][b].qs));
-      acc[t] = _mm256_fmadd_ps(d, DotI8(wq, xq), acc[t]);
-    }
-  }
-  for (int t = 0; t < kTile; ++t) a.y[(m0 + t) * a.ldy + n] = Hsum(acc[t]);
-}
-
-template <class W>
-void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; ++n) {
-    const auto* w = reinterpret_cast<const typename W::Block*>(static_cast<const char*>(a.w) + n * a.w_row_bytes);
-    int64_t m = 0;
-    for (; m + 4 <= a.M; m += 4) QuantRowTile<W, 4>(a, w, n, m);
-    for (; m < a.M; ++m) QuantRowTile<W, 1>(a, w, n, m);
-  }
-}
+// ---- activation quantization ------------------------------------------------------------------
 
 // Rounds half away from zero, like roundf, so results equal the scalar quantizer bit for bit.
-inline __m256 RoundHalfAway(__m256 v) {
+FLOTILLA_INLINE __m256 RoundHalfAway(__m256 v) {
   const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
   const __m256 frac = _mm256_sub_ps(v, t);
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -168,30 +78,286 @@ inline __m256 RoundHalfAway(__m256 v) {
   return _mm256_add_ps(t, _mm256_and_ps(away, sign_one));
 }
 
-void QuantizeQ8Avx2(const float* x, void* out, int64_t n) {
-  auto* y = static_cast<BlockQ8_0*>(out);
+// One block of 32 floats to 32 int8 (in order) and its f16 scale.
+FLOTILLA_INLINE __m256i QuantizeBlock(const float* xb, uint16_t* d16) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 v[4];
+  __m256 amax = _mm256_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_loadu_ps(xb + 8 * j);
+    amax = _mm256_max_ps(amax, _mm256_and_ps(v[j], abs_mask));
+  }
+  const float d = Hmax(amax) / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *d16 = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+  __m256i q[4];
+  for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(RoundHalfAway(_mm256_mul_ps(v[j], _mm256_set1_ps(id))));
+  // Pack 32 int32 to 32 int8; the packs interleave 128-bit lanes, the permute restores order.
+  const __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+  const __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+  return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+void QuantizeQ8Ggml(const float* x, void* out, int64_t n) {
+  auto* y = static_cast<BlockQ8_0*>(out);
   for (int64_t b = 0; b < n / kQK; ++b) {
-    const float* xb = x + b * kQK;
-    __m256 v[4];
-    __m256 amax = _mm256_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      v[j] = _mm256_loadu_ps(xb + 8 * j);
-      amax = _mm256_max_ps(amax, _mm256_and_ps(v[j], abs_mask));
-    }
-    const float d = Hmax(amax) / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-    __m256i q[4];
-    for (int j = 0; j < 4; ++j) q[j] = _mm256_cvtps_epi32(RoundHalfAway(_mm256_mul_ps(v[j], _mm256_set1_ps(id))));
-    // Pack 32 int32 to 32 int8; the packs interleave 128-bit lanes, the permute restores order.
-    const __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
-    const __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
-    __m256i p = _mm256_packs_epi16(p01, p23);
-    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), p);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), QuantizeBlock(x + b * kQK, &y[b].d));
   }
 }
+
+int64_t ActRowBytes(DType w, int64_t K) {
+  return IsBlockQuantized(w) ? Fmt::RowBytes(K) : K * static_cast<int64_t>(sizeof(float));
+}
+
+void QuantizeAct(DType, const float* x, void* out, int64_t K) {
+  const int64_t nb = K / kQK, nbp = Fmt::PaddedBlocks(K);
+  int8_t* qs = Fmt::Qs(out);
+  float* d = Fmt::D(out, K);
+  for (int64_t b = 0; b < nb; ++b) {
+    uint16_t d16;
+    const __m256i q = QuantizeBlock(x + b * kQK, &d16);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::LoOffset(b)), _mm256_castsi256_si128(q));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::HiOffset(b)), _mm256_extracti128_si256(q, 1));
+    d[b] = HalfToFloat(d16);
+  }
+  for (int64_t b = nb; b < nbp; ++b) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::LoOffset(b)), _mm_setzero_si128());
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::HiOffset(b)), _mm_setzero_si128());
+    d[b] = 0.0f;
+  }
+}
+
+void ActToQ8(DType, const void* act, void* out, int64_t K) {
+  auto* y = static_cast<BlockQ8_0*>(out);
+  const int8_t* qs = Fmt::Qs(act);
+  const float* d = Fmt::D(act, K);
+  for (int64_t b = 0; b < K / kQK; ++b) {
+    y[b].d = _cvtss_sh(d[b], _MM_FROUND_TO_NEAREST_INT);
+    std::memcpy(y[b].qs, qs + Fmt::LoOffset(b), 16);
+    std::memcpy(y[b].qs + 16, qs + Fmt::HiOffset(b), 16);
+  }
+}
+
+// ---- quantized weights -------------------------------------------------------------------------
+
+// The f16 scales of two blocks `stride` bytes apart, spread to [d0 x4, d1 x4].
+FLOTILLA_INLINE __m256 Scales2(const uint8_t* p, int stride) {
+  uint16_t h0, h1;
+  std::memcpy(&h0, p, 2);
+  std::memcpy(&h1, p + stride, 2);
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h0 | static_cast<uint32_t>(h1) << 16)));
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+}
+
+FLOTILLA_INLINE __m256 Spread2(const float* d) {
+  const __m128 f = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(d)));
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+}
+
+struct Q8W {
+  static constexpr int kBlockBytes = sizeof(BlockQ8_0);
+  struct Row {
+    __m256i lo, hi;  // signed values, split
+  };
+  static FLOTILLA_INLINE Row Load(const uint8_t* p) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36));
+    return {_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31)};
+  }
+  struct Tok {
+    __m256i lo, hi;
+  };
+  static FLOTILLA_INLINE Tok Prepare(__m256i xlo, __m256i xhi) { return {xlo, xhi}; }
+  static FLOTILLA_INLINE __m256i Dot(const Row& w, const Tok& x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(w.lo, w.lo), _mm256_sign_epi8(x.lo, w.lo));
+    const __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(w.hi, w.hi), _mm256_sign_epi8(x.hi, w.hi));
+    return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+  }
+};
+
+struct Q4W {
+  static constexpr int kBlockBytes = sizeof(BlockQ4_0);
+  struct Row {
+    __m256i lo, hi;  // nibbles 0..15, split
+  };
+  static FLOTILLA_INLINE Row Load(const uint8_t* p) {
+    const __m256i v = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + 20), reinterpret_cast<const __m128i*>(p + 2));
+    const __m256i m = _mm256_set1_epi8(0x0f);
+    return {_mm256_and_si256(v, m), _mm256_and_si256(_mm256_srli_epi16(v, 4), m)};
+  }
+  struct Tok {
+    __m256i lo, hi, offset;  // offset: 8 * (pair sums of x), int16
+  };
+  static FLOTILLA_INLINE Tok Prepare(__m256i xlo, __m256i xhi) {
+    const __m256i eight = _mm256_set1_epi8(8);
+    return {xlo, xhi, _mm256_add_epi16(_mm256_maddubs_epi16(eight, xlo), _mm256_maddubs_epi16(eight, xhi))};
+  }
+  static FLOTILLA_INLINE __m256i Dot(const Row& w, const Tok& x) {
+    // |sums| <= 2 * 2 * 15 * 127 and 8 * 4 * 127: no int16 overflow.
+    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w.lo, x.lo), _mm256_maddubs_epi16(w.hi, x.hi));
+    p = _mm256_sub_epi16(p, x.offset);
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+};
+
+template <class W, int R, int T, bool kPrefetch>
+FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const int8_t* const* xq, const float* const* xd, int64_t s,
+                               __m256 (&acc)[R][T]) {
+  typename W::Row w[R];
+  __m256 dw[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    if constexpr (kPrefetch) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + 16 * W::kBlockBytes, _MM_HINT_T0);
+    w[r] = W::Load(wp[r]);
+    dw[r] = Scales2(wp[r], W::kBlockBytes);
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    const auto x = W::Prepare(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + s * 64)),
+                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + s * 64 + 32)));
+    const __m256 dx = Spread2(xd[t] + s * 2);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::Dot(w[r], x)), _mm256_mul_ps(dw[r], dx), acc[r][t]);
+    }
+  }
+}
+
+template <class W, int R, int T>
+void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
+  constexpr int kStepBytes = 2 * W::kBlockBytes;
+  const int64_t nb = a.K / kQK;
+  const int64_t steps = nb / 2;
+  const uint8_t* wq[R];
+  for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(a.w) + (n + r) * a.w_row_bytes;
+  const int8_t* xq[T];
+  const float* xd[T];
+  for (int t = 0; t < T; ++t) {
+    const void* row = static_cast<const char*>(a.x) + (m + t) * a.x_row_bytes;
+    xq[t] = Fmt::Qs(row);
+    xd[t] = Fmt::D(row, a.K);
+  }
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  const uint8_t* wp[R];
+  for (int64_t s = 0; s < steps; ++s) {
+    for (int r = 0; r < R; ++r) wp[r] = wq[r] + s * kStepBytes;
+    QuantStep<W, R, T, true>(wp, xq, xd, s, acc);
+  }
+  if (nb % 2) {
+    // The last block, copied into a zeroed whole step (zero scale: it adds exact zeros).
+    alignas(32) uint8_t tail[R][kStepBytes];
+    for (int r = 0; r < R; ++r) {
+      std::memset(tail[r], 0, sizeof(tail[r]));
+      std::memcpy(tail[r], wq[r] + steps * kStepBytes, W::kBlockBytes);
+      wp[r] = tail[r];
+    }
+    QuantStep<W, R, T, false>(wp, xq, xd, steps, acc);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = Hsum(acc[r][t]);
+}
+
+// Decode (M = 1) takes tiles of 4 rows; batches take tiles of 2 rows x 4 tokens (16 registers).
+template <class W>
+void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  if (a.M < 4) {
+    for (; n + 4 <= n1; n += 4)
+      for (int64_t m = 0; m < a.M; ++m) QuantTile<W, 4, 1>(a, n, m);
+  } else {
+    for (; n + 2 <= n1; n += 2) {
+      int64_t m = 0;
+      for (; m + 4 <= a.M; m += 4) QuantTile<W, 2, 4>(a, n, m);
+      for (; m < a.M; ++m) QuantTile<W, 2, 1>(a, n, m);
+    }
+  }
+  for (; n < n1; ++n) {
+    int64_t m = 0;
+    for (; m + 4 <= a.M; m += 4) QuantTile<W, 1, 4>(a, n, m);
+    for (; m < a.M; ++m) QuantTile<W, 1, 1>(a, n, m);
+  }
+}
+
+// ---- float weights (F32, F16, BF16) against f32 activations ------------------------------------
+
+struct F32W {
+  static FLOTILLA_INLINE __m256 Load8(const void* w, int64_t k) { return _mm256_loadu_ps(static_cast<const float*>(w) + k); }
+  static FLOTILLA_INLINE float Load1(const void* w, int64_t k) { return static_cast<const float*>(w)[k]; }
+  static constexpr int kBytes = 4;
+};
+struct F16W {
+  static FLOTILLA_INLINE __m256 Load8(const void* w, int64_t k) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + k)));
+  }
+  static FLOTILLA_INLINE float Load1(const void* w, int64_t k) { return HalfToFloat(static_cast<const uint16_t*>(w)[k]); }
+  static constexpr int kBytes = 2;
+};
+struct BF16W {
+  static FLOTILLA_INLINE __m256 Load8(const void* w, int64_t k) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static FLOTILLA_INLINE float Load1(const void* w, int64_t k) {
+    uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(w)[k]) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  static constexpr int kBytes = 2;
+};
+
+template <class W, int R, int T>
+void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
+  const void* w[R];
+  for (int r = 0; r < R; ++r) w[r] = static_cast<const char*>(a.w) + (n + r) * a.w_row_bytes;
+  const float* x[T];
+  for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(static_cast<const char*>(a.x) + (m + t) * a.x_row_bytes);
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= a.K; k += 8) {
+    __m256 wv[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(static_cast<const char*>(w[r]) + (k + 256) * W::kBytes, _MM_HINT_T0);
+      wv[r] = W::Load8(w[r], k);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x[t] + k);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float s = Hsum(acc[r][t]);
+      for (int64_t kk = k; kk < a.K; ++kk) s += W::Load1(w[r], kk) * x[t][kk];
+      a.y[(m + t) * a.ldy + n + r] = s;
+    }
+  }
+}
+
+template <class W>
+void MatMulFloat(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 3 <= n1; n += 3) {
+    int64_t m = 0;
+    for (; m + 4 <= a.M; m += 4) FloatTile<W, 3, 4>(a, n, m);
+    for (; m < a.M; ++m) FloatTile<W, 3, 1>(a, n, m);
+  }
+  for (; n < n1; ++n) {
+    int64_t m = 0;
+    for (; m + 4 <= a.M; m += 4) FloatTile<W, 1, 4>(a, n, m);
+    for (; m < a.M; ++m) FloatTile<W, 1, 1>(a, n, m);
+  }
+}
+
+// ---- vector primitives for attention and element-wise ops --------------------------------------
 
 float DotAvx2(const float* a, const float* b, int n) {
   __m256 acc = _mm256_setzero_ps();
@@ -253,13 +419,17 @@ KernelTable MakeTable() {
   t.matmul[static_cast<int>(DType::kBF16)] = MatMulFloat<BF16W>;
   t.matmul[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W>;
   t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W>;
-  t.quantize_q8_0 = QuantizeQ8Avx2;
+  t.act_row_bytes = ActRowBytes;
+  t.quantize_act = QuantizeAct;
+  t.act_to_q8_0 = ActToQ8;
+  t.quantize_q8_0 = QuantizeQ8Ggml;
   t.rms_norm = RmsNormPlain;
   t.rope = RopePlain;
   t.softmax = SoftmaxAvx2;
   t.silu_mul = SiluMulAvx2;
   t.add = AddPlain;
   t.attention = PagedAttentionImpl<DotAvx2, AxpyAvx2, SoftmaxAvx2>;
+  t.attention_group = PagedAttentionGroupImpl<DotAvx2, AxpyAvx2, SoftmaxAvx2>;
   return t;
 }
 

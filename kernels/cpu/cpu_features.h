@@ -16,6 +16,8 @@ struct CpuFeatures {
   bool avxvnni = false;
 
   bool HasAvx2Set() const { return avx2 && fma && f16c; }
+  // What avx512_kernels.cc is compiled for.
+  bool HasAvx512Set() const { return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512vnni; }
   std::string ToString() const;
 };
 

@@ -8,11 +8,11 @@ namespace flotilla::kernels::cpu {
 namespace {
 
 const KernelTable& Choose() {
-  const char* forced = std::getenv("FLOTILLA_ISA");
-  if (forced && std::strcmp(forced, "scalar") == 0) return ScalarKernels();
-  if (GetCpuFeatures().HasAvx2Set()) {
-    if (const KernelTable* t = Avx2Kernels()) return *t;
+  if (const char* forced = std::getenv("FLOTILLA_ISA"); forced && *forced) {
+    if (const KernelTable* t = KernelsByName(forced)) return *t;
   }
+  if (const KernelTable* t = KernelsByName("avx512")) return *t;
+  if (const KernelTable* t = KernelsByName("avx2")) return *t;
   return ScalarKernels();
 }
 
@@ -24,8 +24,10 @@ const KernelTable& BestKernels() {
 }
 
 const KernelTable* KernelsByName(const char* isa) {
+  const CpuFeatures& f = GetCpuFeatures();
   if (std::strcmp(isa, "scalar") == 0) return &ScalarKernels();
-  if (std::strcmp(isa, "avx2") == 0 && GetCpuFeatures().HasAvx2Set()) return Avx2Kernels();
+  if (std::strcmp(isa, "avx2") == 0 && f.HasAvx2Set()) return Avx2Kernels();
+  if (std::strcmp(isa, "avx512") == 0 && f.HasAvx512Set()) return Avx512Kernels();
   return nullptr;
 }
 

@@ -4,7 +4,10 @@
 // at start-up from the probed CPU features.
 //
 // All kernels are pure functions of their arguments (no globals, no allocation), safe to
-// call from any thread on disjoint outputs.
+// call from any thread on disjoint outputs. Every matmul computes each output element with
+// arithmetic that depends only on its weight row and activation row, never on which other
+// rows or tokens are in the same call or on how a caller split the rows: a token's results
+// are the same alone or in any batch, on any number of threads.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +17,8 @@
 namespace flotilla::kernels::cpu {
 
 // Y[m * ldy + n] = dot(W row n, X row m) for n in [n0, n1) and every m in [0, M).
-// X is in the activation form the weight type wants (see ActivationType): f32 rows or
-// Q8_0 rows quantized once per step and shared by every output row.
+// X is in the activation form the table wants for the weight type: f32 rows for float weights,
+// and for Q8_0/Q4_0 weights the rows that table's quantize_act wrote (x_row_bytes apart).
 struct MatMulArgs {
   const void* w;
   int64_t w_row_bytes;
@@ -28,7 +31,7 @@ struct MatMulArgs {
 };
 using MatMulFn = void (*)(const MatMulArgs& args, int64_t n0, int64_t n1);
 
-// Attention of one query head of one token over its sequence's paged KV cache.
+// Attention of query heads of one token over its sequence's paged KV cache.
 // Cache layout per layer: [block][kv_head][slot][head_dim] f32.
 struct PagedAttentionArgs {
   const float* q;  // [T][n_heads * head_dim]
@@ -45,13 +48,31 @@ struct PagedAttentionArgs {
   const int32_t* const* block_tables;    // [T]; the block table of token t's sequence
   float scale;                           // 1 / sqrt(head_dim)
 };
-// scratch holds at least positions[t] + 1 floats.
+// One query head; scratch holds at least positions[t] + 1 floats.
 using AttentionFn = void (*)(const PagedAttentionArgs& args, int64_t t, int head, float* scratch);
+// Every query head of one KV head (the GQA group), reading each K and V row once for the whole
+// group; scratch holds at least AttentionGroupScratch(args, positions[t] + 1) floats.
+using AttentionGroupFn = void (*)(const PagedAttentionArgs& args, int64_t t, int kv_head, float* scratch);
+
+inline int64_t AttentionGroupScratch(int n_heads, int n_kv_heads, int head_dim, int64_t n_positions) {
+  const int64_t group = n_heads / n_kv_heads;
+  return group * ((n_positions + 15) / 16 * 16) + group * head_dim + 64;
+}
 
 struct KernelTable {
   const char* isa;
   // Indexed by DType; nullptr where the type has no matmul.
   MatMulFn matmul[32];
+  // Bytes of one activation row of K elements in the form matmul[w] reads; for float weights,
+  // K f32 values. Rows a caller lays out back to back must be this far apart.
+  int64_t (*act_row_bytes)(DType w, int64_t K);
+  // Converts one f32 row of K elements to the activation form matmul[w] reads (Q8_0 blocks in
+  // a layout of this variant's choosing; the quantized values are bit-exact with ggml's
+  // quantize_row_q8_0). Only for block-quantized w; float weights read f32 rows directly.
+  void (*quantize_act)(DType w, const float* x, void* out, int64_t K);
+  // The inverse view, for tests: the ggml Q8_0 blocks an activation row holds.
+  void (*act_to_q8_0)(DType w, const void* act, void* q8_0, int64_t K);
+  // ggml's Q8_0 layout (BlockQ8_0 rows), bit-exact with quantize_row_q8_0_ref.
   void (*quantize_q8_0)(const float* x, void* y, int64_t n);
   void (*rms_norm)(const float* x, const float* w, float* out, int64_t n, float eps);
   // Rotates adjacent pairs (x[2i], x[2i+1]) of each of n_heads heads by angles with
@@ -61,6 +82,7 @@ struct KernelTable {
   void (*silu_mul)(const float* gate, const float* up, float* out, int64_t n);
   void (*add)(const float* a, const float* b, float* out, int64_t n);
   AttentionFn attention;
+  AttentionGroupFn attention_group;
 };
 
 // The form activations must take for a weight type: F32 or Q8_0.
@@ -69,9 +91,11 @@ inline DType ActivationType(DType w) { return IsBlockQuantized(w) ? DType::kQ8_0
 const KernelTable& ScalarKernels();
 // nullptr when the variant was not compiled in.
 const KernelTable* Avx2Kernels();
-// The best variant this CPU supports, chosen once. FLOTILLA_ISA=scalar forces the reference.
+const KernelTable* Avx512Kernels();
+// The best variant this CPU supports, chosen once. FLOTILLA_ISA=scalar|avx2|avx512 forces one
+// (when this CPU can run it).
 const KernelTable& BestKernels();
-// A variant by name ("scalar", "avx2"); nullptr if unknown or this CPU cannot run it.
+// A variant by name ("scalar", "avx2", "avx512"); nullptr if unknown or this CPU cannot run it.
 const KernelTable* KernelsByName(const char* isa);
 
 }  // namespace flotilla::kernels::cpu

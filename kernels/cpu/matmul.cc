@@ -10,57 +10,66 @@ constexpr int64_t kMinParallelWork = 16 * 1024;
 
 }  // namespace
 
-int64_t MatMulScratchBytes(DType w, int64_t M, int64_t K) {
-  if (ActivationType(w) == DType::kQ8_0) return M * RowBytes(DType::kQ8_0, K);
-  return 0;
+int64_t MatMulScratchBytes(const KernelTable& kt, DType w, int64_t M, int64_t K) {
+  return IsBlockQuantized(w) ? M * kt.act_row_bytes(w, K) : 0;
 }
 
-void MatMul(const KernelTable& kt, ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t M,
-            float* y, int64_t ldy, void* scratch) {
+void QuantizeActivations(const KernelTable& kt, DType w, const float* x, int64_t ldx, int64_t K, int64_t m0,
+                         int64_t m1, void* out) {
+  if (!IsBlockQuantized(w)) return;
+  const int64_t row = kt.act_row_bytes(w, K);
+  for (int64_t m = m0; m < m1; ++m) kt.quantize_act(w, x + m * ldx, static_cast<char*>(out) + m * row, K);
+}
+
+MatMulArgs MakeMatMulArgs(const KernelTable& kt, const WeightMatrix& w, const void* act, int64_t ldx, int64_t M,
+                          float* y, int64_t ldy) {
   MatMulArgs a{};
   a.w = w.data;
   a.w_row_bytes = w.row_bytes;
+  a.x = act;
+  a.x_row_bytes = IsBlockQuantized(w.type) ? kt.act_row_bytes(w.type, w.cols) : ldx * static_cast<int64_t>(sizeof(float));
   a.K = w.cols;
   a.M = M;
   a.y = y;
   a.ldy = ldy;
-  if (ActivationType(w.type) == DType::kQ8_0) {
-    const int64_t qrow = RowBytes(DType::kQ8_0, w.cols);
-    char* q = static_cast<char*>(scratch);
-    auto quantize = [&](int64_t b, int64_t e) {
-      for (int64_t m = b; m < e; ++m) kt.quantize_q8_0(x + m * w.cols, q + m * qrow, w.cols);
-    };
-    if (M >= 4) {
-      pool.ParallelFor(M, 1, quantize);
-    } else {
-      quantize(0, M);
-    }
-    a.x = q;
-    a.x_row_bytes = qrow;
-  } else {
-    a.x = x;
-    a.x_row_bytes = w.cols * static_cast<int64_t>(sizeof(float));
-  }
+  return a;
+}
+
+void MatMul(const KernelTable& kt, ThreadPool& pool, const WeightMatrix& w, const float* x, int64_t M,
+            float* y, int64_t ldy, void* scratch) {
+  const bool quant = IsBlockQuantized(w.type);
+  const MatMulArgs a = MakeMatMulArgs(kt, w, quant ? scratch : x, w.cols, M, y, ldy);
   const MatMulFn fn = kt.matmul[static_cast<int>(w.type)];
   if (w.rows * w.cols * M < kMinParallelWork || pool.size() == 1) {
+    QuantizeActivations(kt, w.type, x, w.cols, w.cols, 0, M, scratch);
     fn(a, 0, w.rows);
     return;
   }
-  pool.ParallelFor(w.rows, 4, [&](int64_t b, int64_t e) { fn(a, b, e); });
+  // One region: rows of x quantized by token, a barrier, then output rows in chunks claimed
+  // dynamically (a thread slowed by the host does not hold the others up for its whole share).
+  const int64_t chunk = std::max<int64_t>(16, (w.rows / (8 * pool.size()) + 15) / 16 * 16);
+  const int64_t chunks = (w.rows + chunk - 1) / chunk;
+  pool.Run([&](int tid, int nt) {
+    if (quant) {
+      QuantizeActivations(kt, w.type, x, w.cols, w.cols, M * tid / nt, M * (tid + 1) / nt, scratch);
+      pool.Barrier();
+    }
+    pool.ForEach(tid, chunks, [&](int64_t c) { fn(a, c * chunk, std::min(w.rows, (c + 1) * chunk)); });
+  });
 }
 
 void PagedAttention(const KernelTable& kt, ThreadPool& pool, const PagedAttentionArgs& args, int64_t T,
                     float* scratch, int64_t scratch_stride) {
-  const int64_t units = T * args.n_heads;
+  const int64_t units = T * args.n_kv_heads;
   int64_t work = 0;
   for (int64_t t = 0; t < T; ++t) work += (args.positions[t] + 1) * args.n_heads * args.head_dim;
   if (work < kMinParallelWork || pool.size() == 1) {
-    for (int64_t u = 0; u < units; ++u) kt.attention(args, u / args.n_heads, u % args.n_heads, scratch);
+    for (int64_t u = 0; u < units; ++u) kt.attention_group(args, u / args.n_kv_heads, u % args.n_kv_heads, scratch);
     return;
   }
-  pool.Run([&](int tid, int nt) {
+  pool.Run([&](int tid, int) {
     float* s = scratch + tid * scratch_stride;
-    for (int64_t u = tid; u < units; u += nt) kt.attention(args, u / args.n_heads, u % args.n_heads, s);
+    pool.ForEach(tid, units, [&](int64_t u) { kt.attention_group(args, u / args.n_kv_heads, u % args.n_kv_heads, s); });
   });
 }
 

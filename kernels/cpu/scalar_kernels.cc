@@ -63,6 +63,13 @@ void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
 
 void QuantizeQ8(const float* x, void* y, int64_t n) { QuantizeRowQ8_0(x, static_cast<BlockQ8_0*>(y), n); }
 
+// The reference activation form is ggml's: Q8_0 blocks back to back.
+int64_t ActRowBytes(DType w, int64_t K) {
+  return IsBlockQuantized(w) ? RowBytes(DType::kQ8_0, K) : K * static_cast<int64_t>(sizeof(float));
+}
+void QuantizeAct(DType, const float* x, void* out, int64_t K) { QuantizeRowQ8_0(x, static_cast<BlockQ8_0*>(out), K); }
+void ActToQ8(DType, const void* act, void* out, int64_t K) { std::memcpy(out, act, RowBytes(DType::kQ8_0, K)); }
+
 void SoftmaxScalar(float* x, int64_t n) {
   float max = x[0];
   for (int64_t i = 1; i < n; ++i) max = std::fmax(max, x[i]);
@@ -97,6 +104,9 @@ KernelTable MakeTable() {
   t.matmul[static_cast<int>(DType::kBF16)] = MatMulPlain<LoadBF16>;
   t.matmul[static_cast<int>(DType::kQ8_0)] = MatMulQuant<BlockQ8_0, DotBlockQ8>;
   t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<BlockQ4_0, DotBlockQ4>;
+  t.act_row_bytes = ActRowBytes;
+  t.quantize_act = QuantizeAct;
+  t.act_to_q8_0 = ActToQ8;
   t.quantize_q8_0 = QuantizeQ8;
   t.rms_norm = RmsNormPlain;
   t.rope = RopePlain;
@@ -104,6 +114,7 @@ KernelTable MakeTable() {
   t.silu_mul = SiluMulScalar;
   t.add = AddPlain;
   t.attention = PagedAttentionImpl<DotScalar, AxpyScalar, SoftmaxScalar>;
+  t.attention_group = PagedAttentionGroupImpl<DotScalar, AxpyScalar, SoftmaxScalar>;
   return t;
 }
 

@@ -11,9 +11,13 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-// How long an idle worker spins before sleeping. Long enough to cover the gaps inside one
-// forward pass, short enough that an idle engine does not burn a core.
-constexpr auto kSpin = std::chrono::microseconds(300);
+// How long an idle worker spins before sleeping. Long enough to cover the gaps between the
+// steps of an engine loop, short enough that an idle engine does not burn a core.
+constexpr auto kIdleSpin = std::chrono::microseconds(300);
+// How long a thread waits at a barrier before sleeping: a phase of a forward pass is at most a
+// few milliseconds; a peer that takes longer was most likely descheduled by a busy host, and
+// then sleeping gives the core back to it.
+constexpr auto kBarrierSpin = std::chrono::microseconds(200);
 
 // Plain futex calls: they sleep only while the word still holds `expected`, so a wake that
 // races with going to sleep is never lost.
@@ -24,9 +28,32 @@ void FutexWakeAll(std::atomic<uint32_t>* word) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
 }
 
+// Spins until *word != seen, then sleeps on it; `sleepers` lets the waker skip the syscall when
+// nobody sleeps. The seq_cst increment pairs with the waker's seq_cst store then load: either
+// the waker sees the sleeper, or the sleeper's futex check sees the new value.
+template <class Duration>
+uint32_t WaitForChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers, Duration spin) {
+  uint32_t v;
+  int spins = 0;
+  auto until = std::chrono::steady_clock::time_point::min();
+  while ((v = word.load(std::memory_order_acquire)) == seen) {
+    _mm_pause();
+    if (++spins % 64 != 0) continue;
+    const auto now = std::chrono::steady_clock::now();
+    if (until == std::chrono::steady_clock::time_point::min()) {
+      until = now + spin;
+    } else if (now > until) {
+      sleepers.fetch_add(1);
+      FutexWait(&word, seen);
+      sleepers.fetch_sub(1);
+    }
+  }
+  return v;
+}
+
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), queue_index_(n_threads_) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
@@ -40,36 +67,33 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::RunImpl(Fn fn, void* ctx) {
   fn_ = fn;
   ctx_ = ctx;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  // seq_cst pairs with the worker's sleepers_ increment: either we see the sleeper and wake
-  // it, or it sees the new generation before it sleeps.
+  // seq_cst pairs with the worker's sleepers_ increment (see WaitForChange).
   generation_.fetch_add(1);
   if (sleepers_.load() > 0) FutexWakeAll(&generation_);
   fn(ctx, 0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) _mm_pause();
+  // The end of a Run is a barrier: when it opens, every worker has finished fn.
+  BarrierImpl();
+}
+
+void ThreadPool::BarrierImpl() {
+  const uint32_t phase = bar_phase_.load(std::memory_order_acquire);
+  if (bar_count_.fetch_add(1, std::memory_order_acq_rel) == static_cast<uint32_t>(n_threads_ - 1)) {
+    bar_count_.store(0, std::memory_order_relaxed);
+    bar_phase_.store(phase + 1);  // seq_cst, then the sleepers check
+    if (bar_sleepers_.load() > 0) FutexWakeAll(&bar_phase_);
+    return;
+  }
+  WaitForChange(bar_phase_, phase, bar_sleepers_, kBarrierSpin);
 }
 
 void ThreadPool::WorkerLoop(int tid) {
   // Not generation_.load(): a worker that starts late must still run the first task.
   uint32_t seen = 0;
   for (;;) {
-    uint32_t g = generation_.load(std::memory_order_acquire);
-    if (g == seen) {
-      const auto until = std::chrono::steady_clock::now() + kSpin;
-      int spins = 0;
-      while ((g = generation_.load(std::memory_order_acquire)) == seen) {
-        _mm_pause();
-        if (++spins % 256 == 0 && std::chrono::steady_clock::now() > until) {
-          sleepers_.fetch_add(1);
-          FutexWait(&generation_, seen);
-          sleepers_.fetch_sub(1);
-        }
-      }
-    }
-    seen = g;
+    seen = WaitForChange(generation_, seen, sleepers_, kIdleSpin);
     if (stop_.load()) return;
     fn_(ctx_, tid, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_release);
+    BarrierImpl();
   }
 }
 

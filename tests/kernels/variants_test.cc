@@ -23,6 +23,7 @@ using testing::RandomVector;
 std::vector<const KernelTable*> FastVariants() {
   std::vector<const KernelTable*> v;
   if (const KernelTable* t = KernelsByName("avx2")) v.push_back(t);
+  if (const KernelTable* t = KernelsByName("avx512")) v.push_back(t);
   return v;
 }
 
@@ -44,7 +45,7 @@ void RunMatMul(const KernelTable& kt, DType type, const Shape& s, const std::vec
                const std::vector<float>& x, std::vector<float>& y, int threads) {
   ThreadPool pool(threads);
   WeightMatrix wm{type, w.data(), s.rows, s.K, RowBytes(type, s.K)};
-  std::vector<char> scratch(MatMulScratchBytes(type, s.M, s.K) + 1);
+  std::vector<char> scratch(MatMulScratchBytes(kt, type, s.M, s.K) + 1);
   y.assign(s.rows * s.M, -1.0f);
   MatMul(kt, pool, wm, x.data(), s.M, y.data(), s.rows, scratch.data());
 }
@@ -179,11 +180,11 @@ TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, VariantTest, ::testing::Values("avx2"));
+INSTANTIATE_TEST_SUITE_P(Cpu, VariantTest, ::testing::Values("avx2", "avx512"));
 
 TEST(Dispatch, BestVariantIsKnown) {
   const std::string isa = BestKernels().isa;
-  EXPECT_TRUE(isa == "scalar" || isa == "avx2") << isa;
+  EXPECT_TRUE(isa == "scalar" || isa == "avx2" || isa == "avx512") << isa;
   EXPECT_EQ(KernelsByName("nonsense"), nullptr);
   EXPECT_GE(FastVariants().size(), 0u);
 }

@@ -1,0 +1,437 @@
+// AVX-512 kernels (F, BW, VL, VNNI; plus AVX2/FMA/F16C). Compiled with those flags for this file
+// only and used only when the CPU reports all of them. Everything is in an anonymous namespace
+// so no inline function compiled here can stand in for a baseline copy elsewhere.
+//
+// Quantized weights (Q8_0, Q4_0) meet Q8_0 activations in SplitActFormat<4>: four blocks per
+// step, the low halves of the four blocks in one 64-byte vector and the high halves in another.
+// The weights are read in place from the ggml layout (no repacking, so no second copy) and put
+// into the same split form as unsigned bytes: Q4_0 nibbles (0..15) as they are, Q8_0 values
+// offset by 128. vpdpbusd multiplies unsigned weight bytes by signed activation bytes and
+// sums four products per 32-bit lane without saturation; the offset is removed exactly by
+// starting the sum at -offset * (sum of the four activations), computed once per token and
+// step and shared by every row. Each lane then holds an exact integer partial dot product of
+// one block, converted to float and scaled by (weight scale * activation scale) of that block.
+//
+// Tiles of R rows x T tokens reuse each weight load for T tokens and each activation load for
+// R rows. Every (row, token) pair goes through the same instruction sequence whatever the tile,
+// so results do not depend on batch composition or on how rows were split between threads.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/act_format.h"
+#include "kernels/cpu/attention_impl.h"
+#include "kernels/cpu/elementwise_impl.h"
+#include "kernels/cpu/kernel_table.h"
+#include "kernels/quant.h"
+
+#define FLOTILLA_INLINE inline __attribute__((always_inline))
+
+namespace flotilla::kernels::cpu {
+namespace {
+
+using Fmt = SplitActFormat<4>;
+
+// exp(x) to about 2 ulp over the range that matters for softmax and SiLU (Cephes polynomial).
+FLOTILLA_INLINE __m512 Exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.3f));
+  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
+  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+FLOTILLA_INLINE __mmask16 TailMask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+
+// ---- activation quantization ------------------------------------------------------------------
+
+// Rounds half away from zero, like roundf, so results equal the scalar quantizer bit for bit.
+FLOTILLA_INLINE __m512 RoundHalfAway(__m512 v) {
+  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+  const __mmask16 away = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m512 sign_one = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(1.0f))));
+  return _mm512_mask_add_ps(t, away, t, sign_one);
+}
+
+struct QuantizedBlock {
+  __m128i lo, hi;  // elements 0..15 and 16..31
+  uint16_t d16;
+};
+
+FLOTILLA_INLINE QuantizedBlock QuantizeBlock(const float* x) {
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const __m512 iv = _mm512_set1_ps(id);
+  QuantizedBlock q;
+  q.lo = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(RoundHalfAway(_mm512_mul_ps(v0, iv))));
+  q.hi = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(RoundHalfAway(_mm512_mul_ps(v1, iv))));
+  q.d16 = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+  return q;
+}
+
+void QuantizeQ8Ggml(const float* x, void* out, int64_t n) {
+  auto* y = static_cast<BlockQ8_0*>(out);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const QuantizedBlock q = QuantizeBlock(x + b * kQK);
+    y[b].d = q.d16;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs), q.lo);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs + 16), q.hi);
+  }
+}
+
+int64_t ActRowBytes(DType w, int64_t K) {
+  return IsBlockQuantized(w) ? Fmt::RowBytes(K) : K * static_cast<int64_t>(sizeof(float));
+}
+
+void QuantizeAct(DType, const float* x, void* out, int64_t K) {
+  const int64_t nb = K / kQK, nbp = Fmt::PaddedBlocks(K);
+  int8_t* qs = Fmt::Qs(out);
+  float* d = Fmt::D(out, K);
+  for (int64_t b = 0; b < nb; ++b) {
+    const QuantizedBlock q = QuantizeBlock(x + b * kQK);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::LoOffset(b)), q.lo);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::HiOffset(b)), q.hi);
+    d[b] = _cvtsh_ss(q.d16);
+  }
+  for (int64_t b = nb; b < nbp; ++b) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::LoOffset(b)), _mm_setzero_si128());
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::HiOffset(b)), _mm_setzero_si128());
+    d[b] = 0.0f;
+  }
+}
+
+void ActToQ8(DType, const void* act, void* out, int64_t K) {
+  auto* y = static_cast<BlockQ8_0*>(out);
+  const int8_t* qs = Fmt::Qs(act);
+  const float* d = Fmt::D(act, K);
+  for (int64_t b = 0; b < K / kQK; ++b) {
+    y[b].d = _cvtss_sh(d[b], _MM_FROUND_TO_NEAREST_INT);
+    std::memcpy(y[b].qs, qs + Fmt::LoOffset(b), 16);
+    std::memcpy(y[b].qs + 16, qs + Fmt::HiOffset(b), 16);
+  }
+}
+
+// ---- quantized weights -------------------------------------------------------------------------
+
+// Four ggml Q8_0 blocks as split vectors of unsigned bytes (value + 128).
+struct Q8W {
+  using Block = BlockQ8_0;
+  static constexpr int kBlockBytes = sizeof(BlockQ8_0);
+  static constexpr char kOffset = static_cast<char>(128);
+  static FLOTILLA_INLINE void Load4(const uint8_t* p, __m512i& lo, __m512i& hi) {
+    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2))),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36)), 1);
+    const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 70))),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 104)), 1);
+    // a = [b0 lo, b0 hi, b1 lo, b1 hi], b = [b2 lo, b2 hi, b3 lo, b3 hi] (16-byte lanes).
+    const __m512i bias = _mm512_set1_epi8(kOffset);
+    lo = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0)), bias);
+    hi = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1)), bias);
+  }
+};
+
+// Four ggml Q4_0 blocks: nibbles as unsigned bytes (value + 8). Low nibbles are elements 0..15.
+struct Q4W {
+  using Block = BlockQ4_0;
+  static constexpr int kBlockBytes = sizeof(BlockQ4_0);
+  static constexpr char kOffset = 8;
+  static FLOTILLA_INLINE void Load4(const uint8_t* p, __m512i& lo, __m512i& hi) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 38)), 2);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 56)), 3);
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    lo = _mm512_and_si512(v, m);
+    hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+  }
+};
+
+// The f16 scales of four blocks `stride` bytes apart, as floats.
+FLOTILLA_INLINE __m128 Scales4(const uint8_t* p, int stride) {
+  uint16_t h[4];
+  for (int i = 0; i < 4; ++i) std::memcpy(&h[i], p + i * stride, 2);
+  uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 | static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
+  return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed)));
+}
+
+// Lanes 4i..4i+3 hold block i of a step.
+FLOTILLA_INLINE __m512 Spread4(__m128 v) {
+  const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+}
+
+template <class W, int R, int T, bool kPrefetch>
+FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const int8_t* const* xq, const float* const* xd, int64_t q,
+                               __m512 (&acc)[R][T]) {
+  constexpr int kStepBytes = 4 * W::kBlockBytes;
+  __m512i lo[R], hi[R];
+  __m512 dw[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const uint8_t* p = wp[r];
+    if constexpr (kPrefetch) _mm_prefetch(reinterpret_cast<const char*>(p) + 8 * kStepBytes, _MM_HINT_T0);
+    W::Load4(p, lo[r], hi[r]);
+    dw[r] = Spread4(Scales4(p, W::kBlockBytes));
+  }
+  const __m512i bias = _mm512_set1_epi8(W::kOffset);
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    const __m512i xlo = _mm512_loadu_si512(xq[t] + q * 128);
+    const __m512i xhi = _mm512_loadu_si512(xq[t] + q * 128 + 64);
+    const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, xlo), bias, xhi);
+    const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+    const __m512 dx = Spread4(_mm_loadu_ps(xd[t] + q * 4));
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo[r], xlo), hi[r], xhi);
+      acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[r], dx), acc[r][t]);
+    }
+  }
+}
+
+template <class W, int R, int T>
+void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
+  const int64_t nb = a.K / kQK;
+  const int64_t steps = nb / 4;
+  const int rem = static_cast<int>(nb % 4);
+  const uint8_t* wq[R];
+  for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(a.w) + (n + r) * a.w_row_bytes;
+  const int8_t* xq[T];
+  const float* xd[T];
+  for (int t = 0; t < T; ++t) {
+    const void* row = static_cast<const char*>(a.x) + (m + t) * a.x_row_bytes;
+    xq[t] = Fmt::Qs(row);
+    xd[t] = Fmt::D(row, a.K);
+  }
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  constexpr int kStepBytes = 4 * W::kBlockBytes;
+  const uint8_t* wp[R];
+  int64_t q = 0;
+  for (; q + 8 < steps; ++q) {
+    for (int r = 0; r < R; ++r) wp[r] = wq[r] + q * kStepBytes;
+    QuantStep<W, R, T, true>(wp, xq, xd, q, acc);
+  }
+  for (; q < steps; ++q) {
+    for (int r = 0; r < R; ++r) wp[r] = wq[r] + q * kStepBytes;
+    QuantStep<W, R, T, false>(wp, xq, xd, q, acc);
+  }
+  if (rem) {
+    // The last 1..3 blocks, copied into a zeroed whole step (zero scales: they add exact zeros).
+    alignas(64) uint8_t tail[R][kStepBytes];
+    for (int r = 0; r < R; ++r) {
+      std::memset(tail[r], 0, sizeof(tail[r]));
+      std::memcpy(tail[r], wq[r] + steps * kStepBytes, rem * W::kBlockBytes);
+      wp[r] = tail[r];
+    }
+    QuantStep<W, R, T, false>(wp, xq, xd, steps, acc);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+// Rows in tiles of 4 (then 1), tokens in tiles of 4 (then 1); decode (M = 1) takes tiles of 4x1.
+template <class W>
+void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    int64_t m = 0;
+    for (; m + 4 <= a.M; m += 4) QuantTile<W, 4, 4>(a, n, m);
+    for (; m < a.M; ++m) QuantTile<W, 4, 1>(a, n, m);
+  }
+  for (; n < n1; ++n) {
+    int64_t m = 0;
+    for (; m + 4 <= a.M; m += 4) QuantTile<W, 1, 4>(a, n, m);
+    for (; m < a.M; ++m) QuantTile<W, 1, 1>(a, n, m);
+  }
+}
+
+// ---- float weights (F32, F16, BF16) against f32 activations ------------------------------------
+
+struct F32W {
+  static FLOTILLA_INLINE __m512 Load(const void* w, int64_t k) { return _mm512_loadu_ps(static_cast<const float*>(w) + k); }
+  static FLOTILLA_INLINE __m512 LoadMasked(const void* w, int64_t k, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + k);
+  }
+  static constexpr int kBytes = 4;
+};
+struct F16W {
+  static FLOTILLA_INLINE __m512 Load(const void* w, int64_t k) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + k)));
+  }
+  static FLOTILLA_INLINE __m512 LoadMasked(const void* w, int64_t k, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + k));
+  }
+  static constexpr int kBytes = 2;
+};
+struct BF16W {
+  static FLOTILLA_INLINE __m512 Widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static FLOTILLA_INLINE __m512 Load(const void* w, int64_t k) {
+    return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + k)));
+  }
+  static FLOTILLA_INLINE __m512 LoadMasked(const void* w, int64_t k, __mmask16 m) {
+    return Widen(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + k));
+  }
+  static constexpr int kBytes = 2;
+};
+
+template <class W, int R, int T>
+void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
+  const void* w[R];
+  for (int r = 0; r < R; ++r) w[r] = static_cast<const char*>(a.w) + (n + r) * a.w_row_bytes;
+  const float* x[T];
+  for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(static_cast<const char*>(a.x) + (m + t) * a.x_row_bytes);
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= a.K; k += 16) {
+    __m512 wv[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(static_cast<const char*>(w[r]) + (k + 512) * W::kBytes, _MM_HINT_T0);
+      wv[r] = W::Load(w[r], k);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) {
+      const __m512 xv = _mm512_loadu_ps(x[t] + k);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  if (k < a.K) {
+    const __mmask16 mask = TailMask(a.K - k);
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = W::LoadMasked(w[r], k, mask);
+    for (int t = 0; t < T; ++t) {
+      const __m512 xv = _mm512_maskz_loadu_ps(mask, x[t] + k);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+template <class W>
+void MatMulFloat(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    int64_t m = 0;
+    for (; m + 4 <= a.M; m += 4) FloatTile<W, 4, 4>(a, n, m);
+    for (; m < a.M; ++m) FloatTile<W, 4, 1>(a, n, m);
+  }
+  for (; n < n1; ++n) {
+    int64_t m = 0;
+    for (; m + 4 <= a.M; m += 4) FloatTile<W, 1, 4>(a, n, m);
+    for (; m < a.M; ++m) FloatTile<W, 1, 1>(a, n, m);
+  }
+}
+
+// ---- vector primitives for attention and element-wise ops --------------------------------------
+
+float Dot512(const float* a, const float* b, int n) {
+  __m512 acc = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+void Axpy512(float alpha, const float* x, float* y, int n) {
+  const __m512 av = _mm512_set1_ps(alpha);
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+void Softmax512(float* x, int64_t n) {
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+  if (i < n) vmax = _mm512_mask_max_ps(vmax, TailMask(n - i), vmax, _mm512_maskz_loadu_ps(TailMask(n - i), x + i));
+  const __m512 mv = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+  __m512 vsum = _mm512_setzero_ps();
+  for (i = 0; i + 16 <= n; i += 16) {
+    const __m512 e = Exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
+    _mm512_storeu_ps(x + i, e);
+    vsum = _mm512_add_ps(vsum, e);
+  }
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 e = Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mv));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
+  }
+  const __m512 iv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
+  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), iv));
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), iv));
+  }
+}
+
+void SiluMul512(const float* g, const float* u, float* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  auto f = [&](__m512 gv, __m512 uv) {
+    const __m512 e = Exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+    return _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv);
+  };
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, f(_mm512_loadu_ps(g + i), _mm512_loadu_ps(u + i)));
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(out + i, m, f(_mm512_maskz_loadu_ps(m, g + i), _mm512_maskz_loadu_ps(m, u + i)));
+  }
+}
+
+KernelTable MakeTable() {
+  KernelTable t{};
+  t.isa = "avx512";
+  t.matmul[static_cast<int>(DType::kF32)] = MatMulFloat<F32W>;
+  t.matmul[static_cast<int>(DType::kF16)] = MatMulFloat<F16W>;
+  t.matmul[static_cast<int>(DType::kBF16)] = MatMulFloat<BF16W>;
+  t.matmul[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W>;
+  t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W>;
+  t.act_row_bytes = ActRowBytes;
+  t.quantize_act = QuantizeAct;
+  t.act_to_q8_0 = ActToQ8;
+  t.quantize_q8_0 = QuantizeQ8Ggml;
+  t.rms_norm = RmsNormPlain;
+  t.rope = RopePlain;
+  t.softmax = Softmax512;
+  t.silu_mul = SiluMul512;
+  t.add = AddPlain;
+  t.attention = PagedAttentionImpl<Dot512, Axpy512, Softmax512>;
+  t.attention_group = PagedAttentionGroupImpl<Dot512, Axpy512, Softmax512>;
+  return t;
+}
+
+}  // namespace
+
+const KernelTable* Avx512Kernels() {
+  static const KernelTable table = MakeTable();
+  return &table;
+}
+
+}  // namespace flotilla::kernels::cpu
