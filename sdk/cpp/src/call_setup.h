@@ -1,0 +1,51 @@
+// Internal: what every call of the client does the same way — its deadline, its metadata, the
+// retry decision, and the mapping of gRPC statuses to absl ones.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "flotilla/sdk/options.h"
+#include "flotilla/v1/inference.grpc.pb.h"
+
+namespace flotilla::sdk::internal {
+
+// What a call needs from its client; shared so that a stream outlives nothing it uses.
+struct Shared {
+  ClientOptions options;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<flotilla::v1::Inference::Stub> stub;
+};
+
+// The absolute deadline of a call: the earliest of the call's deadline, the call's timeout and
+// (when the call has none) the client's timeout. InfiniteFuture when there is none.
+absl::Time CallDeadline(const ClientOptions& client, const CallOptions& call, absl::Time now);
+
+// Sets deadline, API key and extra metadata on a fresh context.
+void PrepareContext(const ClientOptions& client, const CallOptions& call, absl::Time deadline,
+                    grpc::ClientContext* ctx);
+
+absl::Status FromGrpc(const grpc::Status& status);
+
+// The delay the server asked for in its `retry-after-ms` trailer (zero when absent).
+absl::Duration ServerRetryDelay(const grpc::ClientContext& ctx);
+
+// Whether to try again after a call that failed with `status` before any chunk arrived, and
+// after how long: none when the code is not retryable, the attempts are used up, or the wait
+// would end past the deadline (a retry that cannot finish in time only delays the error).
+std::optional<absl::Duration> RetryWait(const RetryPolicy& policy, const absl::Status& status,
+                                        int attempts_made, absl::Duration server_delay,
+                                        absl::Time deadline, absl::Time now, double unit_random);
+
+// Uniform in [0, 1), from a per-thread generator.
+double UnitRandom();
+
+// A random 16-byte hex id, so the attempts of one request share an id in the gateway's logs.
+std::string NewRequestId();
+
+}  // namespace flotilla::sdk::internal
