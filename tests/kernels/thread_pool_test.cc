@@ -1,6 +1,8 @@
 #include "kernels/cpu/thread_pool.h"
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -52,6 +54,52 @@ TEST(ThreadPool, ParallelForCoversRangeOnceAligned) {
     });
     for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seen[i].load(), 1) << n << " " << i;
   }
+}
+
+TEST(ThreadPool, BarrierSeparatesSteps) {
+  for (int n : {1, 2, 3, 4}) {
+    ThreadPool pool(n);
+    std::vector<std::atomic<int>> slot(n);
+    std::atomic<int> errors{0};
+    pool.Run([&](int tid, int nt) {
+      for (int step = 1; step <= 2000; ++step) {
+        slot[tid].store(step, std::memory_order_relaxed);
+        pool.Barrier();
+        for (int i = 0; i < nt; ++i) {
+          if (slot[i].load(std::memory_order_relaxed) != step) errors.fetch_add(1);
+        }
+        pool.Barrier();
+      }
+    });
+    EXPECT_EQ(errors.load(), 0) << n << " threads";
+  }
+}
+
+TEST(ThreadPool, ForEachRunsEveryUnitOnceAcrossRuns) {
+  for (int n : {1, 2, 3}) {
+    ThreadPool pool(n);
+    for (int run = 0; run < 50; ++run) {
+      std::vector<std::vector<std::atomic<int>>> seen(7);
+      for (int i = 0; i < 7; ++i) seen[i] = std::vector<std::atomic<int>>(i * 13 % 29);
+      pool.Run([&](int tid, int) {
+        for (int i = 0; i < 7; ++i) pool.ForEach(tid, static_cast<int64_t>(seen[i].size()), [&](int64_t u) { seen[i][u].fetch_add(1); });
+      });
+      for (int i = 0; i < 7; ++i)
+        for (size_t u = 0; u < seen[i].size(); ++u) ASSERT_EQ(seen[i][u].load(), 1) << n << " threads, run " << run << " step " << i;
+    }
+  }
+}
+
+TEST(ThreadPool, BarrierWorksAfterSleeping) {
+  ThreadPool pool(2);
+  std::atomic<int> passed{0};
+  pool.Run([&](int tid, int) {
+    // Thread 1 arrives long after the spin window, so thread 0 sleeps on the futex.
+    if (tid == 1) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    pool.Barrier();
+    passed.fetch_add(1);
+  });
+  EXPECT_EQ(passed.load(), 2);
 }
 
 }  // namespace

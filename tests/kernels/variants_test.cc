@@ -3,9 +3,13 @@
 // differ only in summation order; quantized dot products are exact integers per block),
 // 1e-12 for element-wise ops computed the same way, 1e-11 for ops using the vector exp
 // (softmax, SiLU), whose polynomial is accurate to ~2 ulp. Q8_0 activation quantization must
-// be bit-exact.
+// be bit-exact, in ggml's layout and in each variant's own activation layout. Within a variant,
+// results must be bitwise independent of batch composition, row split and thread count, and
+// the GQA group attention kernel bitwise equal to the single-head one.
+#include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <random>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -75,6 +79,86 @@ TEST_P(VariantTest, MatMulEveryTypeAndShape) {
         for (int64_t r = 0; r < s.rows; ++r)
           exact[m * s.rows + r] = std::inner_product(deq.begin() + r * s.K, deq.begin() + (r + 1) * s.K, x.begin() + m * s.K, 0.0f);
       EXPECT_LT(Nmse(want, exact), IsBlockQuantized(type) ? 1e-3 : 1e-10) << what;
+    }
+  }
+}
+
+std::vector<uint8_t> RandomWeights(DType type, int64_t rows, int64_t K, uint64_t seed) {
+  auto wf = RandomVector(rows * K, seed);
+  std::vector<uint8_t> w(RowBytes(type, K) * rows);
+  for (int64_t r = 0; r < rows; ++r) QuantizeRow(type, wf.data() + r * K, w.data() + r * RowBytes(type, K), K);
+  return w;
+}
+
+// Calls the kernel directly on row ranges (no pool): ranges[i]..ranges[i+1].
+std::vector<float> DirectMatMul(const KernelTable& kt, DType type, int64_t rows, int64_t K, const std::vector<uint8_t>& w,
+                                const float* x, int64_t M, const std::vector<int64_t>& ranges) {
+  WeightMatrix wm{type, w.data(), rows, K, RowBytes(type, K)};
+  std::vector<char> act(MatMulScratchBytes(kt, type, M, K) + 64);
+  QuantizeActivations(kt, type, x, K, K, 0, M, act.data());
+  std::vector<float> y(rows * M, -1.0f);
+  const MatMulArgs a = MakeMatMulArgs(kt, wm, IsBlockQuantized(type) ? static_cast<const void*>(act.data()) : x, K, M, y.data(), rows);
+  for (size_t i = 0; i + 1 < ranges.size(); ++i) kt.matmul[static_cast<int>(type)](a, ranges[i], ranges[i + 1]);
+  return y;
+}
+
+const DType kAllTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+
+// Every remainder of the tiles: rows not a multiple of the row tile, tokens not a multiple of the
+// token tile, inner sizes leaving 1, 2 or 3 blocks (or 1..15 floats) after the last whole step.
+TEST_P(VariantTest, MatMulTileRemaindersAndOddBlockCounts) {
+  uint64_t seed = 1000;
+  for (DType type : kAllTypes) {
+    const std::vector<int64_t> ks = IsBlockQuantized(type) ? std::vector<int64_t>{32, 64, 96, 128, 160, 224, 288, 416}
+                                                           : std::vector<int64_t>{1, 5, 15, 16, 17, 31, 33, 100};
+    for (int64_t K : ks) {
+      for (int64_t rows : {1, 2, 3, 5, 6, 9}) {
+        const auto w = RandomWeights(type, rows, K, seed++);
+        for (int64_t M : {1, 2, 3, 5, 6, 8, 9}) {
+          const auto x = RandomVector(M * K, seed++);
+          const auto want = DirectMatMul(ref_, type, rows, K, w, x.data(), M, {0, rows});
+          const auto got = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, rows});
+          EXPECT_LT(Nmse(got, want), 1e-10) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M;
+        }
+      }
+    }
+  }
+}
+
+// A token's results must not depend on the other tokens of the call nor on how the caller split
+// the rows: every (row, token) pair goes through the same instructions whatever the tile.
+TEST_P(VariantTest, MatMulResultsIndependentOfBatchAndRowSplit) {
+  uint64_t seed = 2000;
+  for (DType type : kAllTypes) {
+    const int64_t rows = 37, M = 11;
+    const int64_t K = IsBlockQuantized(type) ? 32 * 14 : 203;  // 14 blocks: 3 whole steps of 4 and 2 left
+    const auto w = RandomWeights(type, rows, K, seed++);
+    const auto x = RandomVector(M * K, seed++);
+    const auto all = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, rows});
+    const auto split = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, 5, 6, 17, 18, 19, 37});
+    EXPECT_EQ(split, all) << Info(type).name << ": row split changed the result";
+    for (int64_t m = 0; m < M; ++m) {
+      const auto alone = DirectMatMul(*fast_, type, rows, K, w, x.data() + m * K, 1, {0, rows});
+      for (int64_t r = 0; r < rows; ++r) {
+        ASSERT_EQ(alone[r], all[m * rows + r]) << Info(type).name << " token " << m << " row " << r << ": batch changed the result";
+      }
+    }
+  }
+}
+
+// The variant's activation rows hold exactly ggml's Q8_0 blocks (values and f16 scales).
+TEST_P(VariantTest, ActivationFormatHoldsGgmlBlocks) {
+  for (DType w : {DType::kQ8_0, DType::kQ4_0}) {
+    for (int64_t K : {32, 64, 96, 128, 160, 2048, 5632}) {
+      auto x = RandomVector(K, K + 7, 2.0f);
+      x[0] = 0.5f;
+      std::vector<uint8_t> want(RowBytes(DType::kQ8_0, K)), got(want.size(), 0xcd);
+      ref_.quantize_q8_0(x.data(), want.data(), K);
+      std::vector<uint8_t> act(fast_->act_row_bytes(w, K), 0xab);
+      fast_->quantize_act(w, x.data(), act.data(), K);
+      fast_->act_to_q8_0(w, act.data(), got.data(), K);
+      EXPECT_EQ(got, want) << Info(w).name << " K=" << K;
+      EXPECT_EQ(fast_->act_row_bytes(w, K) % 64, 0) << "rows must stay 64-byte aligned back to back";
     }
   }
 }
@@ -176,6 +260,52 @@ TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
       ThreadPool pool(2);
       PagedAttention(*fast_, pool, args, T, scratch.data(), 1024);
       EXPECT_LT(Nmse(b, a), 1e-10) << "hd=" << hd << " bs=" << bs;
+    }
+  }
+}
+
+// The group kernel (all query heads of a KV head, K/V read once) against the scalar reference
+// per head, for group sizes 1..8 and head sizes with and without a vector tail; and bit for bit
+// against the same variant's single-head kernel.
+TEST_P(VariantTest, AttentionGroupMatchesPerHead) {
+  std::mt19937 rng(17);
+  for (int n_kv : {8, 4, 2, 1}) {
+    for (int hd : {8, 20, 64, 128}) {
+      const int n_heads = 8, bs = 16, n_blocks = 12, T = 3;
+      const int64_t block_floats = static_cast<int64_t>(n_kv) * bs * hd;
+      auto k = RandomVector(n_blocks * block_floats, hd * 3 + n_kv);
+      auto v = RandomVector(n_blocks * block_floats, hd * 5 + n_kv);
+      auto q = RandomVector(T * n_heads * hd, hd * 7 + n_kv);
+      std::vector<int32_t> ids(n_blocks);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      std::vector<int32_t> positions = {0, 17, n_blocks * bs - 1};
+      std::vector<const int32_t*> tables(T, ids.data());
+      PagedAttentionArgs args{};
+      args.q = q.data();
+      args.q_stride = n_heads * hd;
+      args.k_cache = k.data();
+      args.v_cache = v.data();
+      args.n_heads = n_heads;
+      args.n_kv_heads = n_kv;
+      args.head_dim = hd;
+      args.block_size = bs;
+      args.positions = positions.data();
+      args.block_tables = tables.data();
+      args.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      args.out_stride = n_heads * hd;
+      std::vector<float> ref(T * n_heads * hd), head(ref.size()), group(ref.size());
+      std::vector<float> scratch(AttentionGroupScratch(n_heads, n_kv, hd, n_blocks * bs));
+      for (int t = 0; t < T; ++t) {
+        args.out = ref.data();
+        for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
+        args.out = head.data();
+        for (int h = 0; h < n_heads; ++h) fast_->attention(args, t, h, scratch.data());
+        args.out = group.data();
+        for (int g = 0; g < n_kv; ++g) fast_->attention_group(args, t, g, scratch.data());
+      }
+      EXPECT_LT(Nmse(group, ref), 1e-10) << "n_kv=" << n_kv << " hd=" << hd;
+      EXPECT_EQ(group, head) << "n_kv=" << n_kv << " hd=" << hd;
     }
   }
 }
