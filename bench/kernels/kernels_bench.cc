@@ -1,0 +1,168 @@
+// CPU kernel benchmarks (Google Benchmark): matrix products per weight type and shape at 1 and 2
+// threads (GB/s of weights streamed, GFLOP/s), activation quantization, paged attention, and the
+// thread pool's synchronisation costs (a Run round trip, a barrier inside a Run).
+//
+// Weight matrices are cycled through copies totalling >= 256 MiB, so every GEMV streams from
+// memory as a decode step does (one matrix alone would sit in the 32 MiB L3). The ISA is the
+// best this CPU runs unless FLOTILLA_ISA names another (scalar, avx2, avx512).
+//
+//   kernels_bench --benchmark_min_time=0.05 [--benchmark_filter=MatMul/Q8_0]
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/matmul.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/quant.h"
+
+namespace flotilla::kernels::cpu {
+namespace {
+
+constexpr int64_t kColdBytes = int64_t{256} << 20;
+
+const KernelTable& Kt() { return BestKernels(); }
+
+std::vector<float> Random(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// Copies of one random matrix, enough of them to exceed the caches.
+struct ColdWeights {
+  ColdWeights(DType type, int64_t rows, int64_t K) {
+    const int64_t row_bytes = RowBytes(type, K);
+    bytes = rows * row_bytes;
+    copies = std::max<int64_t>(2, kColdBytes / bytes + 1);
+    data.reset(new uint8_t[copies * bytes]);
+    std::vector<float> row = Random(K, 1);
+    for (int64_t r = 0; r < rows; ++r) QuantizeRow(type, row.data(), data.get() + r * row_bytes, K);
+    for (int64_t c = 1; c < copies; ++c) std::copy(data.get(), data.get() + bytes, data.get() + c * bytes);
+    matrix = {type, data.get(), rows, K, row_bytes};
+  }
+  WeightMatrix Next() {
+    WeightMatrix m = matrix;
+    m.data = data.get() + (i++ % copies) * bytes;
+    return m;
+  }
+  std::unique_ptr<uint8_t[]> data;
+  WeightMatrix matrix;
+  int64_t bytes = 0, copies = 0, i = 0;
+};
+
+// Args: type, rows, K, M (tokens), threads.
+void BM_MatMul(benchmark::State& state) {
+  const auto type = static_cast<DType>(state.range(0));
+  const int64_t rows = state.range(1), K = state.range(2), M = state.range(3);
+  const int threads = static_cast<int>(state.range(4));
+  ColdWeights w(type, rows, K);
+  ThreadPool pool(threads);
+  const std::vector<float> x = Random(M * K, 2);
+  std::vector<float> y(rows * M);
+  std::vector<char> scratch(MatMulScratchBytes(Kt(), type, M, K) + 64);
+  for (auto _ : state) {
+    MatMul(Kt(), pool, w.Next(), x.data(), M, y.data(), rows, scratch.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double iters = static_cast<double>(state.iterations());
+  state.counters["GB/s"] = benchmark::Counter(iters * w.bytes / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(iters * 2.0 * rows * K * M / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(Info(type).name) + " " + Kt().isa);
+}
+
+void MatMulArgs(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16}) {
+    // Decode: the 1B shape's matrices (attention output, FFN gate/up, FFN down), one token.
+    for (auto [rows, K] : {std::pair<int64_t, int64_t>{2048, 2048}, {5632, 2048}, {2048, 5632}}) {
+      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), rows, K, 1, threads});
+    }
+    // Batches and a prompt chunk on the gate/up shape.
+    for (int64_t M : {4, 16, 128}) {
+      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), 5632, 2048, M, threads});
+    }
+  }
+}
+BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->ArgNames({"type", "rows", "K", "M", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+void BM_QuantizeActivations(benchmark::State& state) {
+  const int64_t K = state.range(0);
+  const std::vector<float> x = Random(K, 3);
+  std::vector<char> out(Kt().act_row_bytes(DType::kQ8_0, K));
+  for (auto _ : state) {
+    Kt().quantize_act(DType::kQ8_0, x.data(), out.data(), K);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * K * 4 / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_QuantizeActivations)->Arg(2048)->Arg(5632);
+
+// Args: context length, head_dim, heads, kv heads. One token's attention over all heads.
+void BM_Attention(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0)), hd = static_cast<int>(state.range(1));
+  const int n_heads = static_cast<int>(state.range(2)), n_kv = static_cast<int>(state.range(3));
+  const int bs = 16, n_blocks = (n + bs - 1) / bs;
+  const auto k = Random(static_cast<size_t>(n_blocks) * n_kv * bs * hd, 4);
+  const auto v = Random(k.size(), 5);
+  const auto q = Random(static_cast<size_t>(n_heads) * hd, 6);
+  std::vector<float> out(q.size());
+  std::vector<int32_t> table(n_blocks);
+  for (int i = 0; i < n_blocks; ++i) table[i] = n_blocks - 1 - i;
+  const int32_t pos = n - 1;
+  const int32_t* tables[1] = {table.data()};
+  PagedAttentionArgs a{};
+  a.q = q.data();
+  a.q_stride = n_heads * hd;
+  a.out = out.data();
+  a.out_stride = n_heads * hd;
+  a.k_cache = k.data();
+  a.v_cache = v.data();
+  a.n_heads = n_heads;
+  a.n_kv_heads = n_kv;
+  a.head_dim = hd;
+  a.block_size = bs;
+  a.positions = &pos;
+  a.block_tables = tables;
+  a.scale = 0.125f;
+  std::vector<float> scratch(AttentionGroupScratch(n_heads, n_kv, hd, n));
+  for (auto _ : state) {
+    for (int g = 0; g < n_kv; ++g) Kt().attention_group(a, 0, g, scratch.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 4.0 * n * n_heads * hd / 1e9, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Attention)->Args({128, 64, 32, 4})->Args({1024, 64, 32, 4})->Args({1024, 64, 12, 12})->Args({512, 8, 8, 4});
+
+// One Run() round trip with an empty task: the cost of a fork/join.
+void BM_PoolRun(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  for (auto _ : state) pool.Run([](int, int) {});
+}
+BENCHMARK(BM_PoolRun)->Arg(1)->Arg(2)->UseRealTime();
+
+// A barrier inside one Run(): what each step of the forward pass pays.
+void BM_PoolBarrier(benchmark::State& state) {
+  ThreadPool pool(static_cast<int>(state.range(0)));
+  const int64_t kPerRun = 1000;
+  for (auto _ : state) {
+    pool.Run([&](int, int) {
+      for (int64_t i = 0; i < kPerRun; ++i) pool.Barrier();
+    });
+  }
+  state.SetItemsProcessed(state.iterations() * kPerRun);
+  state.counters["ns/barrier"] = benchmark::Counter(static_cast<double>(state.iterations()) * kPerRun,
+                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert,
+                                                    benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_PoolBarrier)->Arg(2)->UseRealTime();
+
+}  // namespace
+}  // namespace flotilla::kernels::cpu
+
+BENCHMARK_MAIN();
