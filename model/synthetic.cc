@@ -1,6 +1,9 @@
 #include "model/synthetic.h"
 
+#include <algorithm>
+#include <atomic>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -72,16 +75,31 @@ absl::StatusOr<VocabData> DonorVocab(const std::string& path, int n) {
   return v;
 }
 
+// Rows are filled in chunks of kChunkRows, each from its own generator seeded by (seed, chunk), on
+// up to four threads: the bytes depend on the seed only, not on the thread count.
 GgufWriter::Fill RandomFill(DType type, int64_t row_len, uint64_t seed, float scale) {
   return [=](uint8_t* dst, size_t n_bytes) {
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
+    constexpr int64_t kChunkRows = 64;
     const int64_t row_bytes = kernels::RowBytes(type, row_len);
-    std::vector<float> row(row_len);
-    for (size_t off = 0; off < n_bytes; off += row_bytes) {
-      for (auto& x : row) x = d(rng);
-      kernels::QuantizeRow(type, row.data(), dst + off, row_len);
-    }
+    const int64_t rows = static_cast<int64_t>(n_bytes) / row_bytes;
+    const int64_t chunks = (rows + kChunkRows - 1) / kChunkRows;
+    std::atomic<int64_t> next{0};
+    auto work = [&] {
+      std::vector<float> row(row_len);
+      for (int64_t c; (c = next.fetch_add(1)) < chunks;) {
+        std::mt19937_64 rng(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(c));
+        std::normal_distribution<float> d(0.0f, scale);
+        for (int64_t r = c * kChunkRows; r < std::min(rows, (c + 1) * kChunkRows); ++r) {
+          for (auto& x : row) x = d(rng);
+          kernels::QuantizeRow(type, row.data(), dst + r * row_bytes, row_len);
+        }
+      }
+    };
+    const int n_threads = static_cast<int>(std::min<int64_t>({4, chunks, std::max(1u, std::thread::hardware_concurrency())}));
+    std::vector<std::thread> threads;
+    for (int i = 1; i < n_threads; ++i) threads.emplace_back(work);
+    work();
+    for (auto& t : threads) t.join();
   };
 }
 
