@@ -1,0 +1,178 @@
+#include "gateway/fleet.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace flotilla::gateway {
+namespace {
+
+std::string EncoderKey(const worker::v1::InfoResponse& info) {
+  return absl::StrCat(info.model(), "|", info.vocab_size(), "|", info.bos_token_id(), "|", info.eos_token_id());
+}
+
+}  // namespace
+
+Fleet::Fleet(Options options, TimerThread* timer, const Clock* clock)
+    : options_(std::move(options)), timer_(timer), clock_(clock) {}
+
+Fleet::~Fleet() { Shutdown(); }
+
+void Fleet::SetOnChange(std::function<void(const std::string& model)> cb) {
+  absl::MutexLock lock(&mu_);
+  on_change_ = std::move(cb);
+}
+
+void Fleet::SetOnEjected(std::function<void(const std::string& worker)> cb) {
+  absl::MutexLock lock(&mu_);
+  on_ejected_ = std::move(cb);
+}
+
+void Fleet::SetEndpoints(const std::string& source, const std::vector<std::string>& addresses) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return;
+  by_source_[source] = addresses;
+  Reconcile();
+}
+
+void Fleet::Reconcile() {
+  std::set<std::string> want;
+  for (const auto& [source, list] : by_source_) want.insert(list.begin(), list.end());
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    if (!want.count(it->first)) {
+      SPDLOG_INFO("worker {} removed by discovery", it->first);
+      it->second->Shutdown();
+      it = clients_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& address : want) {
+    if (clients_.count(address)) continue;
+    SPDLOG_INFO("worker {} added by discovery", address);
+    WorkerClient::Hooks hooks;
+    hooks.on_change = [this](WorkerClient* c) {
+      std::function<void(const std::string&)> cb;
+      {
+        absl::MutexLock lock(&mu_);
+        cb = on_change_;
+      }
+      if (!cb) return;
+      auto s = c->statics();
+      cb(s ? s->info.model() : std::string());
+    };
+    hooks.find_encoder = [this](const worker::v1::InfoResponse& info) { return FindEncoder(info); };
+    hooks.on_ejected = [this](const std::string& worker) {
+      std::function<void(const std::string&)> cb;
+      {
+        absl::MutexLock lock(&mu_);
+        cb = on_ejected_;
+      }
+      if (cb) cb(worker);
+    };
+    auto client = std::make_shared<WorkerClient>(address, options_.credentials, options_.worker, timer_, clock_,
+                                                 std::move(hooks));
+    clients_[address] = client;
+    client->Start();
+  }
+}
+
+std::shared_ptr<const PromptEncoder> Fleet::FindEncoder(const worker::v1::InfoResponse& info) {
+  absl::MutexLock lock(&facts_mu_);
+  auto it = encoders_.find(EncoderKey(info));
+  return it == encoders_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const ModelFacts> Fleet::FactsFor(const WorkerStatic& s) const {
+  const std::string key = EncoderKey(s.info);
+  absl::MutexLock lock(&facts_mu_);
+  encoders_.emplace(key, s.encoder);
+  auto it = facts_.find(s.info.model());
+  if (it != facts_.end() && it->second->encoder == s.encoder) return it->second;
+  auto f = std::make_shared<ModelFacts>();
+  f->name = s.info.model();
+  f->context_length = s.info.context_length();
+  f->quantization = s.info.quantization();
+  f->block_size = s.info.block_size();
+  auto cfg = options_.chat_templates.find(f->name);
+  std::string configured = cfg != options_.chat_templates.end() ? cfg->second : options_.default_chat_template;
+  f->chat_family = ChooseChatTemplateFamily(configured, s.info.chat_template_family(), s.info.chat_template());
+  f->encoder = s.encoder;
+  if (it == facts_.end()) {
+    SPDLOG_INFO("model {}: context {}, chat template {}", f->name, f->context_length,
+                ChatTemplateFamilyName(f->chat_family));
+  }
+  facts_[f->name] = f;
+  return f;
+}
+
+std::optional<PoolSnapshot> Fleet::Snapshot(const std::string& model) const {
+  std::vector<std::shared_ptr<WorkerClient>> clients;
+  {
+    absl::MutexLock lock(&mu_);
+    clients.reserve(clients_.size());
+    for (const auto& [addr, c] : clients_) clients.push_back(c);
+  }
+  PoolSnapshot snap;
+  const TimeNs now = clock_->Now();
+  for (auto& c : clients) {
+    auto s = c->statics();
+    if (!s || s->info.model() != model) continue;
+    if (!snap.facts) snap.facts = FactsFor(*s);
+    snap.views.push_back(c->View(now));
+    bool fresh = false;
+    auto load = c->Load(&fresh);
+    if (fresh) snap.prefill_tokens_per_s = std::max(snap.prefill_tokens_per_s, load.prefill_tokens_per_second());
+    snap.workers.push_back(std::move(c));
+  }
+  if (snap.workers.empty()) return std::nullopt;
+  return snap;
+}
+
+std::vector<ModelSummary> Fleet::Models() const {
+  std::vector<std::shared_ptr<WorkerClient>> clients = Workers();
+  std::map<std::string, ModelSummary> by_model;
+  const TimeNs now = clock_->Now();
+  for (auto& c : clients) {
+    auto s = c->statics();
+    if (!s) continue;
+    ModelSummary& m = by_model[s->info.model()];
+    m.name = s->info.model();
+    m.context_length = s->info.context_length();
+    m.quantization = s->info.quantization();
+    ++m.workers;
+    if (c->View(now).available) ++m.healthy_workers;
+  }
+  std::vector<ModelSummary> out;
+  for (auto& [name, m] : by_model) out.push_back(std::move(m));
+  return out;
+}
+
+bool Fleet::AnyHealthy() const {
+  for (const auto& m : Models()) {
+    if (m.healthy_workers > 0) return true;
+  }
+  return false;
+}
+
+size_t Fleet::num_workers() const {
+  absl::MutexLock lock(&mu_);
+  return clients_.size();
+}
+
+std::vector<std::shared_ptr<WorkerClient>> Fleet::Workers() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<WorkerClient>> out;
+  for (const auto& [addr, c] : clients_) out.push_back(c);
+  return out;
+}
+
+void Fleet::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return;
+  shutdown_ = true;
+  for (auto& [addr, c] : clients_) c->Shutdown();
+}
+
+}  // namespace flotilla::gateway
