@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
 #include <string>
@@ -38,9 +39,8 @@ inline std::string TestWorkerBinary() {
 }
 
 // One greedy completion; OK when the stream ended with a finish reason.
-inline grpc::Status GenerateOnce(const std::string& address, int max_tokens) {
-  auto stub = flotilla::worker::v1::Worker::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+inline grpc::Status GenerateOn(const std::shared_ptr<grpc::Channel>& channel, int max_tokens) {
+  auto stub = flotilla::worker::v1::Worker::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   flotilla::worker::v1::GenerateRequest req;
@@ -54,6 +54,10 @@ inline grpc::Status GenerateOnce(const std::string& address, int max_tokens) {
   grpc::Status st = reader->Finish();
   if (st.ok() && tokens == 0) return grpc::Status(grpc::StatusCode::INTERNAL, "no tokens");
   return st;
+}
+
+inline grpc::Status GenerateOnce(const std::string& address, int max_tokens) {
+  return GenerateOn(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()), max_tokens);
 }
 
 // `threads` clients, each sending requests back to back to a worker picked at random from the
@@ -86,6 +90,7 @@ class FleetLoad {
  private:
   void Loop(std::atomic<bool>* stop, unsigned seed) {
     std::mt19937 rng(seed);
+    std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
     while (!stop->load()) {
       absl::StatusOr<std::vector<FleetEntry>> fleet = ReadFleetFile(fleet_file_);
       if (!fleet.ok() || fleet->empty()) {
@@ -93,7 +98,10 @@ class FleetLoad {
         continue;
       }
       const FleetEntry& e = (*fleet)[rng() % fleet->size()];
-      grpc::Status st = GenerateOnce(e.address, max_tokens_);
+      // One channel per worker and client, kept like a gateway keeps its connections.
+      std::shared_ptr<grpc::Channel>& channel = channels[e.address];
+      if (!channel) channel = grpc::CreateChannel(e.address, grpc::InsecureChannelCredentials());
+      grpc::Status st = GenerateOn(channel, max_tokens_);
       if (st.ok()) {
         ok_.fetch_add(1);
       } else {
