@@ -132,7 +132,10 @@ absl::StatusOr<std::vector<std::string>> ParseWorkersFile(absl::string_view text
     for (absl::string_view line : absl::StrSplit(text, '\n')) {
       line = absl::StripAsciiWhitespace(line);
       if (line.empty() || line.front() == '#') continue;
-      out.emplace_back(line);
+      // The local fleet's file (autoscaler/fleet_file.h) has "host:port model zone k=v..." lines;
+      // the worker tells us model and zone itself, so the address is all we take.
+      std::vector<absl::string_view> fields = absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+      out.emplace_back(fields[0]);
     }
   }
   for (const auto& a : out) {

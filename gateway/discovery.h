@@ -2,8 +2,9 @@
 //   static  - a fixed list of host:port
 //   dns     - a name re-resolved periodically (a Kubernetes headless Service resolves to one A
 //             record per ready pod); every address gets the configured port
-//   file    - a file re-read when it changes (the local fleet writes it): one host:port per line
-//             (# comments), or JSON {"workers": ["host:port", ...]} / [{"address": "host:port"}]
+//   file    - a file re-read when it changes (the local fleet writes it): one worker per line,
+//             "host:port [anything...]" (the fleet file of autoscaler/fleet_file.h; # comments),
+//             or JSON {"workers": ["host:port", ...]} / [{"address": "host:port"}]
 // Each source yields a full list; the fleet diffs it against what it has.
 // Thread-safety: Resolve() may block (DNS); call it from one thread at a time.
 #pragma once
