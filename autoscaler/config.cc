@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "autoscaler/metrics_text.h"
 
 namespace flotilla::autoscaler {
 namespace {
@@ -213,6 +214,11 @@ absl::Status AutoscalerConfig::Validate() const {
     return absl::InvalidArgumentError("backend.kind must be local or kubernetes");
   }
   if (reader.window_s <= 0) return absl::InvalidArgumentError("reader.window_s must be > 0");
+  for (const std::string& a : reader.names.activation) {
+    if (absl::Status st = ParseMetricSelector(a).status(); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("reader.metric_names.activation: ", st.message()));
+    }
+  }
   if (reader.kind == "scrape" && backend.kind != "local" && reader.targets.empty() && reader.fleet_file.empty()) {
     return absl::InvalidArgumentError(
         "the scrape reader needs reader.targets or reader.fleet_file outside the local backend");

@@ -18,11 +18,12 @@ struct MetricNames {
   std::string kv_usage = "flotilla_kv_cache_usage_ratio";    // gauge, 0..1
   std::string ttft = "flotilla_time_to_first_token_seconds";  // histogram family
   std::string model_label = "model";
-  // Demand in front of a pool, exported by the gateway with the same model label. A gauge is
-  // read as is (requests held waiting for a replica); a counter as its increase over the
-  // window (requests refused because the model had no ready replica).
-  std::vector<std::string> activation = {"flotilla_gateway_requests_pending",
-                                         "flotilla_gateway_requests_unroutable_total"};
+  // Demand in front of a pool, exported by the gateway with the same model label; selectors
+  // may add equality matchers. A gauge is read as is (requests the gateway holds waiting for a
+  // worker); a counter (TYPE counter, or a name ending in _total) as its increase over the
+  // window (requests refused because the model had no worker).
+  std::vector<std::string> activation = {"flotilla_gateway_queue_depth",
+                                         "flotilla_gateway_shed_total{reason=\"no_workers\"}"};
 };
 
 class MetricsReader {

@@ -167,6 +167,14 @@ double MetricsText::Sum(absl::string_view name, const LabelPairs& match, int* fo
   return sum;
 }
 
+absl::StatusOr<MetricSelector> ParseMetricSelector(absl::string_view text) {
+  // The selector grammar is the sample grammar without the value: reuse the line parser.
+  Sample sample;
+  absl::Status st = ParseSampleLine(absl::StrCat(absl::StripAsciiWhitespace(text), " 0"), 1, &sample);
+  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("bad metric selector '", text, "'"));
+  return MetricSelector{std::move(sample.name), std::move(sample.labels)};
+}
+
 absl::StatusOr<MetricsText> ParseMetricsText(absl::string_view text) {
   MetricsText out;
   int line_no = 0;

@@ -42,6 +42,14 @@ struct MetricsText {
   double Sum(absl::string_view name, const LabelPairs& match, int* found = nullptr) const;
 };
 
+// A series selector as written in configuration: `name` or `name{label="value",...}`
+// (equality matchers only).
+struct MetricSelector {
+  std::string name;
+  LabelPairs labels;
+};
+absl::StatusOr<MetricSelector> ParseMetricSelector(absl::string_view text);
+
 // Parses a whole exposition. A malformed line fails the whole parse, as it fails a
 // Prometheus scrape: figures from a half-understood page are not trustworthy.
 absl::StatusOr<MetricsText> ParseMetricsText(absl::string_view text);

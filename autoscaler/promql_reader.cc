@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "autoscaler/http_client.h"
+#include "autoscaler/metrics_text.h"
 
 namespace flotilla::autoscaler {
 namespace {
@@ -134,8 +135,13 @@ absl::StatusOr<PoolSignals> PromqlReader::Read(const std::string& pool) {
   }
   // Activation: a failure here is not fatal (see ScrapeReader); absent series mean no demand.
   s.activation_known = true;
-  const std::string gw_sel = absl::StrCat("{", n.model_label, "=", Quote(pool), "}");
-  for (const std::string& name : n.activation) {
+  for (const std::string& spec : n.activation) {
+    absl::StatusOr<MetricSelector> parsed = ParseMetricSelector(spec);
+    if (!parsed.ok()) return parsed.status();
+    const std::string& name = parsed->name;
+    std::string gw_sel = absl::StrCat("{", n.model_label, "=", Quote(pool));
+    for (const auto& [k, v] : parsed->labels) absl::StrAppend(&gw_sel, ",", k, "=", Quote(v));
+    gw_sel += "}";
     const bool counter = absl::EndsWith(name, "_total");
     const std::string q = counter ? absl::StrCat("sum(increase(", name, gw_sel, "[", window, "]))")
                                   : absl::StrCat("sum(", name, gw_sel, ")");

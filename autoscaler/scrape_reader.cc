@@ -135,9 +135,14 @@ absl::Status ScrapeReader::ReadActivation(const std::string& pool, TimeNs now, P
     }
     out->activation_known = true;
     const bool url_seen_before = !seen_activation_urls_.insert(url).second;
-    for (const std::string& name : options_.names.activation) {
+    for (const std::string& spec : options_.names.activation) {
+      absl::StatusOr<MetricSelector> sel = ParseMetricSelector(spec);
+      if (!sel.ok()) return sel.status();
+      const std::string& name = sel->name;
+      LabelPairs series_match = sel->labels;
+      series_match.insert(series_match.end(), match.begin(), match.end());
       int found = 0;
-      const double v = m->Sum(name, match, &found);
+      const double v = m->Sum(name, series_match, &found);
       if (found == 0) continue;  // this gateway has not seen the model: no demand from it
       const bool counter = m->TypeOf(name) == MetricType::kCounter ||
                            (m->TypeOf(name) == MetricType::kUntyped && absl::EndsWith(name, "_total"));
@@ -145,7 +150,7 @@ absl::Status ScrapeReader::ReadActivation(const std::string& pool, TimeNs now, P
         out->activation += v;
         continue;
       }
-      const std::string key = absl::StrCat(url, "|", pool, "|", name);
+      const std::string key = absl::StrCat(url, "|", pool, "|", spec);
       const bool new_series = counter_history_.find(key) == counter_history_.end();
       const auto* base = Remember(counter_history_, key, now, v);
       if (base != nullptr) {

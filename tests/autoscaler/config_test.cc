@@ -26,7 +26,7 @@ constexpr char kFull[] = R"({
              "scale_up": {"max_pods": 2}, "startup_time_s": 20, "scale_to_zero_after_s": 600}]
 })";
 
-TEST(ConfigTest, ParsesEveryPart) {
+TEST(AutoscalerConfigTest, ParsesEveryPart) {
   absl::StatusOr<AutoscalerConfig> c = ParseConfigJson(kFull);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->interval_s, 2);
@@ -52,7 +52,7 @@ TEST(ConfigTest, ParsesEveryPart) {
   EXPECT_EQ(p.startup_time_s, 20);
 }
 
-TEST(ConfigTest, RejectsTyposTypesAndImpossibleSettings) {
+TEST(AutoscalerConfigTest, RejectsTyposTypesAndImpossibleSettings) {
   struct Case {
     const char* json;
     const char* message;
@@ -80,7 +80,7 @@ TEST(ConfigTest, RejectsTyposTypesAndImpossibleSettings) {
   }
 }
 
-TEST(ConfigTest, FlagsOverrideTheFileKeyByKey) {
+TEST(AutoscalerConfigTest, FlagsOverrideTheFileKeyByKey) {
   testing::TempDir dir("config_test");
   std::ofstream(dir.File("a.json")) << R"({"interval_s": 9,
     "reader": {"kind": "scrape", "activation_urls": ["http://gw:8080/metrics"]},
@@ -114,7 +114,7 @@ TEST(ConfigTest, FlagsOverrideTheFileKeyByKey) {
   EXPECT_EQ(c->reader.activation_urls.size(), 1u);
 }
 
-TEST(ConfigTest, BadPoolFlag) {
+TEST(AutoscalerConfigTest, BadPoolFlag) {
   AutoscalerFlags flags;
   flags.pools = {"max_replicas=3"};
   EXPECT_FALSE(ConfigFromFlags(flags).ok());

@@ -11,7 +11,7 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-TEST(HistogramTest, ExtractsAndSumsBucketsPerLe) {
+TEST(AutoscalerHistogramTest, ExtractsAndSumsBucketsPerLe) {
   const char* text =
       "ttft_bucket{model=\"a\",w=\"1\",le=\"0.1\"} 1\n"
       "ttft_bucket{model=\"a\",w=\"1\",le=\"1\"} 3\n"
@@ -33,7 +33,7 @@ TEST(HistogramTest, ExtractsAndSumsBucketsPerLe) {
   EXPECT_TRUE(ExtractBuckets(*m, "ttft", {{"model", "c"}}).empty());
 }
 
-TEST(HistogramTest, QuantileMatchesPromql) {
+TEST(AutoscalerHistogramTest, QuantileMatchesPromql) {
   // Reference values computed by hand with Prometheus's bucketQuantile rules.
   Buckets b = {{0.1, 10}, {0.5, 60}, {1, 90}, {kInf, 100}};
   // rank 0.5*100 = 50 falls in (0.1, 0.5] holding 50: 0.1 + 0.4 * (40/50).
@@ -52,7 +52,7 @@ TEST(HistogramTest, QuantileMatchesPromql) {
   EXPECT_NEAR(*HistogramQuantile(0.5, bumpy), 0.1, 1e-12);
 }
 
-TEST(HistogramTest, IncreaseHandlesCounterResets) {
+TEST(AutoscalerHistogramTest, IncreaseHandlesCounterResets) {
   Buckets before = {{0.1, 10}, {1, 20}, {kInf, 25}};
   Buckets after = {{0.1, 12}, {1, 30}, {kInf, 40}};
   Buckets inc = BucketIncrease(before, after);
@@ -70,7 +70,7 @@ TEST(HistogramTest, IncreaseHandlesCounterResets) {
   EXPECT_DOUBLE_EQ(inc[2].count, 40);
 }
 
-TEST(HistogramTest, AddBucketsMergesByLe) {
+TEST(AutoscalerHistogramTest, AddBucketsMergesByLe) {
   Buckets a = {{0.1, 1}, {kInf, 2}};
   AddBuckets(a, {{0.1, 3}, {0.5, 4}, {kInf, 5}});
   ASSERT_EQ(a.size(), 3u);

@@ -111,6 +111,18 @@ TEST(MetricsTextTest, RejectsMalformedLines) {
   EXPECT_NE(m.status().message().find("line 2"), std::string::npos) << m.status();
 }
 
+TEST(MetricsTextTest, ParsesSelectors) {
+  absl::StatusOr<MetricSelector> s = ParseMetricSelector("flotilla_gateway_shed_total{reason=\"no_workers\"}");
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->name, "flotilla_gateway_shed_total");
+  EXPECT_EQ(s->labels, (LabelPairs{{"reason", "no_workers"}}));
+  s = ParseMetricSelector(" plain_name ");
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->labels.empty());
+  EXPECT_FALSE(ParseMetricSelector("bad{x=1}").ok());
+  EXPECT_FALSE(ParseMetricSelector("a b").ok());
+}
+
 TEST(MetricsTextTest, EmptyPageIsEmpty) {
   absl::StatusOr<MetricsText> m = ParseMetricsText("");
   ASSERT_TRUE(m.ok());

@@ -38,7 +38,7 @@ PoolSignals Load(const FakeClock& clock, int reporting, double waiting, double r
 
 ReplicaState AllReady(int n) { return {n, n, 0}; }
 
-TEST(PolicyConfigTest, RejectsBadBounds) {
+TEST(AutoscalerPolicyConfigTest, RejectsBadBounds) {
   PolicyConfig c = BaseConfig();
   EXPECT_TRUE(c.Validate().ok());
   c.min_replicas = 5;
@@ -56,7 +56,7 @@ TEST(PolicyConfigTest, RejectsBadBounds) {
   EXPECT_FALSE(c.Validate().ok());
 }
 
-TEST(PolicyTest, ScalesUpFastOnBurst) {
+TEST(AutoscalerPolicyTest, ScalesUpFastOnBurst) {
   FakeClock clock;
   PoolPolicy policy(BaseConfig(), &clock);
   // Quiet: one replica, nothing queued, KV at 30%.
@@ -86,7 +86,7 @@ TEST(PolicyTest, ScalesUpFastOnBurst) {
   EXPECT_EQ(d.target, 8);
 }
 
-TEST(PolicyTest, StartingReplicasCountAndBlockPilingOn) {
+TEST(AutoscalerPolicyTest, StartingReplicasCountAndBlockPilingOn) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.startup_time_s = 30;
@@ -109,7 +109,7 @@ TEST(PolicyTest, StartingReplicasCountAndBlockPilingOn) {
   EXPECT_GT(d.target, 3);
 }
 
-TEST(PolicyTest, NoFlappingOnNoisyLoad) {
+TEST(AutoscalerPolicyTest, NoFlappingOnNoisyLoad) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.target_waiting_per_replica = 0;  // KV usage only: a continuous signal, easy to make noisy
@@ -142,7 +142,7 @@ TEST(PolicyTest, NoFlappingOnNoisyLoad) {
   EXPECT_LE(replicas, 4);
 }
 
-TEST(PolicyTest, ScalesDownOnlyAfterTheWindow) {
+TEST(AutoscalerPolicyTest, ScalesDownOnlyAfterTheWindow) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.scale_down.stabilization_window_s = 300;
@@ -170,7 +170,7 @@ TEST(PolicyTest, ScalesDownOnlyAfterTheWindow) {
   EXPECT_EQ(replicas, 1);  // down to min
 }
 
-TEST(PolicyTest, MinAndMaxRespected) {
+TEST(AutoscalerPolicyTest, MinAndMaxRespected) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.min_replicas = 2;
@@ -200,7 +200,7 @@ TEST(PolicyTest, MinAndMaxRespected) {
   EXPECT_FALSE(d.metrics_ok);
 }
 
-TEST(PolicyTest, ScaleToZeroAndActivation) {
+TEST(AutoscalerPolicyTest, ScaleToZeroAndActivation) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.min_replicas = 0;
@@ -249,7 +249,7 @@ TEST(PolicyTest, ScaleToZeroAndActivation) {
   EXPECT_EQ(d.target, 0);
 }
 
-TEST(PolicyTest, HoldsWhenMetricsCannotBeRead) {
+TEST(AutoscalerPolicyTest, HoldsWhenMetricsCannotBeRead) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.max_metric_age_s = 30;
@@ -282,7 +282,7 @@ TEST(PolicyTest, HoldsWhenMetricsCannotBeRead) {
   EXPECT_EQ(d.action, Action::kScaleUp) << d.ToLogLine();
 }
 
-TEST(PolicyTest, TtftAboveSloScalesUpAndBelowAbstains) {
+TEST(AutoscalerPolicyTest, TtftAboveSloScalesUpAndBelowAbstains) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.target_waiting_per_replica = 0;
@@ -302,7 +302,7 @@ TEST(PolicyTest, TtftAboveSloScalesUpAndBelowAbstains) {
   EXPECT_EQ(d.target, 4);
 }
 
-TEST(PolicyTest, WithinToleranceStaysPut) {
+TEST(AutoscalerPolicyTest, WithinToleranceStaysPut) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.target_waiting_per_replica = 0;
@@ -318,7 +318,7 @@ TEST(PolicyTest, WithinToleranceStaysPut) {
   EXPECT_EQ(d.target, 4) << d.ToLogLine();
 }
 
-TEST(PolicyTest, ScaleDownCooldownAfterScaleUp) {
+TEST(AutoscalerPolicyTest, ScaleDownCooldownAfterScaleUp) {
   FakeClock clock;
   PolicyConfig c = BaseConfig();
   c.scale_down.stabilization_window_s = 0;

@@ -41,8 +41,8 @@ std::string WorkerPage(double running, double waiting, double kv, int fast, int 
       "flotilla_time_to_first_token_seconds_bucket{model=\"m\",le=\"+Inf\"} %d\n"
       "flotilla_time_to_first_token_seconds_sum{model=\"m\"} 0\n"
       "flotilla_time_to_first_token_seconds_count{model=\"m\"} %d\n"
-      "# TYPE flotilla_gateway_requests_pending gauge\n"
-      "flotilla_gateway_requests_pending{model=\"m\"} 0\n",
+      "# TYPE flotilla_gateway_queue_depth gauge\n"
+      "flotilla_gateway_queue_depth{model=\"m\"} 2\n",
       running, waiting, kv, fast, fast + slow, fast + slow, fast + slow);
 }
 
@@ -123,7 +123,7 @@ TEST_F(PromqlReaderTest, ReadsGaugesP95AndStaleness) {
   EXPECT_DOUBLE_EQ(s->kv_usage_sum, 0.5);
   EXPECT_LT(s->max_sample_age_s, 5);
   EXPECT_TRUE(s->activation_known);
-  EXPECT_DOUBLE_EQ(s->activation, 0);
+  EXPECT_DOUBLE_EQ(s->activation, 2) << "the gateway's queue for the model";
   EXPECT_FALSE(s->ttft_p95_s.has_value()) << "no first tokens yet";
 
   // 20 first tokens: 19 fast, 1 slow. p95 by histogram_quantile over rate(): rank 19 of 20 is

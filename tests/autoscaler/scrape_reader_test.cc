@@ -78,7 +78,7 @@ class ScrapeReaderTest : public ::testing::Test {
     o.clock = &clock_;
     reader_ = std::make_unique<ScrapeReader>(std::move(o));
     other_.Set(WorkerPage("other", 100, 100, 1, {0, 0, 0, 0}));
-    gateway_.Set("# TYPE flotilla_gateway_requests_pending gauge\n");
+    gateway_.Set("# TYPE flotilla_gateway_queue_depth gauge\n");
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -157,11 +157,13 @@ TEST_F(ScrapeReaderTest, APoolWithNoWorkersReadsAsZeroReplicasWithActivation) {
   EXPECT_DOUBLE_EQ(s->activation, 0);
   // The gateway now holds 2 requests for the model, and has refused one since the last read
   // (a counter series that did not exist before: it counts from zero).
+  // Shedding for other reasons is not counted by the default selector.
   gateway_.Set(
-      "# TYPE flotilla_gateway_requests_pending gauge\n"
-      "flotilla_gateway_requests_pending{model=\"sleeping\"} 2\n"
-      "# TYPE flotilla_gateway_requests_unroutable_total counter\n"
-      "flotilla_gateway_requests_unroutable_total{model=\"sleeping\"} 1\n");
+      "# TYPE flotilla_gateway_queue_depth gauge\n"
+      "flotilla_gateway_queue_depth{model=\"sleeping\"} 2\n"
+      "# TYPE flotilla_gateway_shed_total counter\n"
+      "flotilla_gateway_shed_total{model=\"sleeping\",reason=\"no_workers\"} 1\n"
+      "flotilla_gateway_shed_total{model=\"sleeping\",reason=\"overloaded\"} 5\n");
   clock_.AdvanceSec(5);
   s = reader_->Read("sleeping");
   ASSERT_TRUE(s.ok()) << s.status();
