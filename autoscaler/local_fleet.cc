@@ -354,10 +354,10 @@ void LocalFleet::ReapLocked(Worker& w) {
   switch (w.state) {
     case WorkerState::kStarting:
       if (ReadReadyFile(w.ready_file, &w.grpc_port, &w.metrics_port)) {
-        w.SetState(WorkerState::kReady, now);
-        w.ready_since = now;
         spdlog::info("worker {} ready: grpc {}:{} metrics {}:{} ({:.1f} s to start)", w.id, options_.host,
                      w.grpc_port, options_.host, w.metrics_port, NsToSec(now - w.state_since));
+        w.SetState(WorkerState::kReady, now);
+        w.ready_since = now;
       } else if (!w.sent_kill && now - w.state_since > Sec(options_.start_timeout_s)) {
         w.kill_reason = absl::StrCat("not ready after ", options_.start_timeout_s, " s");
         spdlog::warn("worker {} {}: killing it", w.id, w.kill_reason);

@@ -112,9 +112,10 @@ absl::Status RunAutoscaler(const AutoscalerConfig& config, StopSignal* stop) {
   }
   exposer->RegisterCollectable(registry);
   const std::vector<int> ports = exposer->GetListeningPorts();
-  spdlog::info("autoscaler metrics on http://{}/metrics (port {}); reader {}, backend {}, {} pool(s), every {} s",
-               config.metrics_address, ports.empty() ? 0 : ports[0], config.reader.kind, backend->Name(),
-               config.pools.size(), config.interval_s);
+  const std::string host = config.metrics_address.substr(0, config.metrics_address.rfind(':'));
+  spdlog::info("autoscaler metrics on http://{}:{}/metrics; reader {}, backend {}, {} pool(s), every {} s", host,
+               ports.empty() ? 0 : ports[0], config.reader.kind, backend->Name(), config.pools.size(),
+               config.interval_s);
 
   std::vector<PolicyConfig> policies;
   for (const PoolEntry& p : config.pools) policies.push_back(p.policy);
@@ -129,6 +130,10 @@ absl::Status RunAutoscaler(const AutoscalerConfig& config, StopSignal* stop) {
 }
 
 absl::Status RunAutoscalerUntilSignal(const AutoscalerConfig& config) {
+  // A shell starts background jobs with SIGINT ignored, and an ignored signal is discarded
+  // even while blocked: restore the default so that sigwait sees it.
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
