@@ -13,10 +13,16 @@
 // SiLU*up to its rows; the output and down projections add into the residual stream in place.
 // Each output element's arithmetic depends only on its own row and token, so a token's results
 // are bitwise the same alone or in any batch and on any number of threads.
+//
+// That also makes it safe to change the thread count between steps: when barrier waits show
+// that a peer thread was descheduled (an oversubscribed host, where a barrier can cost a
+// scheduler time slice), the executor runs the next steps on the calling thread alone, and
+// tries the pool again after a back-off. FLOTILLA_ADAPTIVE_THREADS=0 turns this off.
 #include <spdlog/spdlog.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +43,15 @@ using kernels::cpu::ThreadPool;
 
 // A step whose total multiply-adds are below this is split statically between threads.
 constexpr int64_t kDynamicWork = int64_t{1} << 20;
+// Steps run on one thread after a forward pass whose barriers were slow, doubling (up to the
+// maximum) while the host stays oversubscribed.
+constexpr int kSoloFirst = 16;
+constexpr int kSoloMax = 4096;
+
+bool AdaptiveThreads() {
+  const char* e = std::getenv("FLOTILLA_ADAPTIVE_THREADS");
+  return !(e && std::string_view(e) == "0");
+}
 
 // 64-byte aligned bytes (activation rows are read with 64-byte vector loads).
 class AlignedBytes {
@@ -66,7 +81,8 @@ class CpuExecutor final : public Executor {
         pool_(threads),
         num_blocks_(o.num_kv_blocks),
         block_size_(o.block_size),
-        max_tokens_(o.max_batch_tokens) {
+        max_tokens_(o.max_batch_tokens),
+        adaptive_(AdaptiveThreads()) {
     const int64_t T = max_tokens_;
     x_.resize(T * c_.dim);
     xb_.resize(T * std::max(c_.dim, c_.q_dim()));
@@ -134,6 +150,11 @@ class CpuExecutor final : public Executor {
   // Calls f(u) for every unit, statically split when the step is small, then a barrier.
   template <class F>
   void Units(int tid, int nt, int64_t units, int64_t work, F&& f) {
+    if (nt == 1) {
+      for (int64_t u = 0; u < units; ++u) f(u);
+      return;
+    }
+    if (tid == 0) ++barriers_;
     if (work >= kDynamicWork) {
       pool_.ForEach(tid, units, f);
       return;
@@ -145,6 +166,8 @@ class CpuExecutor final : public Executor {
   template <class F>
   void Tokens(int tid, int nt, int64_t T, F&& f) {
     for (int64_t t = T * tid / nt; t < T * (tid + 1) / nt; ++t) f(t);
+    if (nt == 1) return;
+    if (tid == 0) ++barriers_;
     pool_.Barrier();
   }
   // Norms x rows into xb_ and, when any of the step's matrices is quantized, quantizes them.
@@ -169,6 +192,11 @@ class CpuExecutor final : public Executor {
   const int num_blocks_;
   const int block_size_;
   const int max_tokens_;
+  const bool adaptive_;
+  int64_t barriers_ = 0;   // barriers of the current forward pass (counted by thread 0)
+  int solo_left_ = 0;      // forward passes still to run on the calling thread alone
+  int solo_next_ = kSoloFirst;
+  bool warned_ = false;
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
   std::vector<const int32_t*> tables_;
   std::vector<int64_t> logit_rows_;
@@ -218,7 +246,27 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
   attn.positions = b.positions.data();
   attn.block_tables = tables_.data();
   attn.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+  if (pool_.size() == 1 || solo_left_ > 0) {
+    solo_left_ = std::max(0, solo_left_ - 1);
+    Region(s, 0, 1);
+    return absl::OkStatus();
+  }
+  const uint64_t slow_before = pool_.slow_barriers();
+  barriers_ = 0;
   pool_.Run([&](int tid, int nt) { Region(s, tid, nt); });
+  const int64_t slow = static_cast<int64_t>(pool_.slow_barriers() - slow_before);
+  // A few slow barriers can be honest imbalance in a long step; many mean a descheduled peer.
+  if (adaptive_ && slow > std::max<int64_t>(2, barriers_ / 8)) {
+    if (!warned_) {
+      spdlog::warn("CPU executor: {} of {} barriers waited past the spin window (host oversubscribed?); "
+                   "running steps on one thread for a while", slow, barriers_);
+      warned_ = true;
+    }
+    solo_left_ = solo_next_;
+    solo_next_ = std::min(kSoloMax, solo_next_ * 2);
+  } else if (slow == 0) {
+    solo_next_ = kSoloFirst;
+  }
   return absl::OkStatus();
 }
 

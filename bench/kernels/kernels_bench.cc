@@ -71,8 +71,8 @@ void BM_MatMul(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   const double iters = static_cast<double>(state.iterations());
-  state.counters["GB/s"] = benchmark::Counter(iters * w.bytes / 1e9, benchmark::Counter::kIsRate);
-  state.counters["GFLOP/s"] = benchmark::Counter(iters * 2.0 * rows * K * M / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GB"] = benchmark::Counter(iters * w.bytes / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP"] = benchmark::Counter(iters * 2.0 * rows * K * M / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(std::string(Info(type).name) + " " + Kt().isa);
 }
 
@@ -98,7 +98,7 @@ void BM_QuantizeActivations(benchmark::State& state) {
     Kt().quantize_act(DType::kQ8_0, x.data(), out.data(), K);
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(state.iterations()) * K * 4 / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GB"] = benchmark::Counter(static_cast<double>(state.iterations()) * K * 4 / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_QuantizeActivations)->Arg(2048)->Arg(5632);
 
@@ -134,7 +134,7 @@ void BM_Attention(benchmark::State& state) {
     for (int g = 0; g < n_kv; ++g) Kt().attention_group(a, 0, g, scratch.data());
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["GFLOP/s"] =
+  state.counters["GFLOP"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * 4.0 * n * n_heads * hd / 1e9, benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_Attention)->Args({128, 64, 32, 4})->Args({1024, 64, 32, 4})->Args({1024, 64, 12, 12})->Args({512, 8, 8, 4});

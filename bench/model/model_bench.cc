@@ -6,7 +6,10 @@
 //
 //   model_bench [--quick] [--shapes 110m,1b] [--types q8_0,q4_0,f16] [--threads 1,2]
 //               [--batches 1,4,16] [--decode-tokens N] [--prompt-tokens N] [--dir DIR] [--keep]
-//               [--isa NAME] [--no-tiny] [--json FILE]
+//               [--isa NAME] [--no-tiny] [--adaptive] [--json FILE]
+//
+// Children run with FLOTILLA_ADAPTIVE_THREADS=0 (the executor's fall-back to one thread on an
+// oversubscribed host is off, so a 2-thread figure is a 2-thread figure) unless --adaptive.
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -169,6 +172,8 @@ struct Result {
   double max_rss_mb = 0;
 };
 
+bool g_adaptive = false;
+
 Result Spawn(const std::string& self, const ChildArgs& a) {
   std::vector<std::string> args = {self,      "--child",   "--model",    a.model,   "--what",
                                    a.what,    "--threads", std::to_string(a.threads), "--n",
@@ -183,6 +188,7 @@ Result Spawn(const std::string& self, const ChildArgs& a) {
   if (pipe(fds) != 0) return r;
   const pid_t pid = fork();
   if (pid == 0) {
+    if (!g_adaptive) setenv("FLOTILLA_ADAPTIVE_THREADS", "0", 1);
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
@@ -262,7 +268,8 @@ int RunParent(const Options& o, const std::string& self) {
   std::printf("- date: %s\n", Run("date -u '+%Y-%m-%d %H:%M UTC'").c_str());
   std::printf("- cpu: %s; %u logical CPUs; features: %s\n", Run("lscpu | sed -n 's/^Model name: *//p'").c_str(),
               std::thread::hardware_concurrency(), kernels::cpu::GetCpuFeatures().ToString().c_str());
-  std::printf("- kernels: %s\n", o.isa.empty() ? kernels::cpu::BestKernels().isa : o.isa.c_str());
+  std::printf("- kernels: %s; adaptive thread fall-back %s\n", o.isa.empty() ? kernels::cpu::BestKernels().isa : o.isa.c_str(),
+              g_adaptive ? "on" : "off");
   std::printf("- load before: %s\n", Run("cut -d' ' -f1-3 /proc/loadavg").c_str());
   std::fflush(stdout);
 
@@ -439,6 +446,7 @@ int main(int argc, char** argv) {
     else if (a == "--dir") o.dir = value(i);
     else if (a == "--keep") o.keep = true;
     else if (a == "--no-tiny") o.tiny = false;
+    else if (a == "--adaptive") g_adaptive = true;
     else if (a == "--json") o.json = value(i);
     else if (a == "--quick") {
       o.shapes = {"110m"};

@@ -32,9 +32,11 @@ void FutexWakeAll(std::atomic<uint32_t>* word) {
 // nobody sleeps. The seq_cst increment pairs with the waker's seq_cst store then load: either
 // the waker sees the sleeper, or the sleeper's futex check sees the new value.
 template <class Duration>
-uint32_t WaitForChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers, Duration spin) {
+uint32_t WaitForChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers, Duration spin,
+                       std::atomic<uint64_t>* slept = nullptr) {
   uint32_t v;
   int spins = 0;
+  bool counted = false;
   auto until = std::chrono::steady_clock::time_point::min();
   while ((v = word.load(std::memory_order_acquire)) == seen) {
     _mm_pause();
@@ -43,6 +45,8 @@ uint32_t WaitForChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<i
     if (until == std::chrono::steady_clock::time_point::min()) {
       until = now + spin;
     } else if (now > until) {
+      if (slept && !counted) slept->fetch_add(1, std::memory_order_relaxed);
+      counted = true;
       sleepers.fetch_add(1);
       FutexWait(&word, seen);
       sleepers.fetch_sub(1);
@@ -83,7 +87,7 @@ void ThreadPool::BarrierImpl() {
     if (bar_sleepers_.load() > 0) FutexWakeAll(&bar_phase_);
     return;
   }
-  WaitForChange(bar_phase_, phase, bar_sleepers_, kBarrierSpin);
+  WaitForChange(bar_phase_, phase, bar_sleepers_, kBarrierSpin, &slow_barriers_);
 }
 
 void ThreadPool::WorkerLoop(int tid) {

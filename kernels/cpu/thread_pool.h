@@ -30,6 +30,11 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
+  // How many barrier waits so far outlasted the spin window and slept: a sign that a peer thread
+  // was descheduled (an oversubscribed host), since the steps between barriers are short.
+  // Read by the owner thread between Run() calls.
+  uint64_t slow_barriers() const { return slow_barriers_.load(std::memory_order_relaxed); }
+
   // Calls f(tid, n_threads) on every thread and waits for all of them.
   template <class F>
   void Run(F&& f) {
@@ -108,6 +113,7 @@ class ThreadPool {
   alignas(64) std::atomic<uint32_t> bar_count_{0};
   alignas(64) std::atomic<uint32_t> bar_phase_{0};
   alignas(64) std::atomic<int> bar_sleepers_{0};
+  std::atomic<uint64_t> slow_barriers_{0};
   PaddedCounter queue_[2];
   std::vector<PaddedIndex> queue_index_;  // per thread: ForEach calls made so far
   Fn fn_ = nullptr;
