@@ -99,9 +99,9 @@ const char* WorkerStateName(WorkerState s) {
 }
 
 std::vector<std::string> DefaultWorkerCommand(const std::string& worker_binary) {
-  return {worker_binary, "--model",     "{model}",  "--model-name", "{model_name}",
-          "--port",      "0",           "--metrics-port", "0",     "--worker-id",
-          "{worker_id}", "--ready-file", "{ready_file}"};
+  return {worker_binary, "--model",     "{model}",      "--model-name", "{model_name}",
+          "--port",      "0",           "--metrics-port", "0",          "--worker-id",
+          "{worker_id}", "--zone",      "{zone}",       "--ready-file", "{ready_file}"};
 }
 
 std::string FindWorkerBinary() {

@@ -79,7 +79,7 @@ struct WorkerStatus {
 };
 
 // The built-in template: <binary> --model {model} --model-name {model_name} --port 0
-// --metrics-port 0 --worker-id {worker_id} --ready-file {ready_file}
+// --metrics-port 0 --worker-id {worker_id} --zone {zone} --ready-file {ready_file}
 std::vector<std::string> DefaultWorkerCommand(const std::string& worker_binary);
 // flotilla-worker beside the running executable, else $FLOTILLA_BIN_DIR/, else "flotilla-worker" (PATH).
 std::string FindWorkerBinary();
