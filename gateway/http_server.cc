@@ -268,7 +268,7 @@ class Session final : public SessionIface {
     write_pending_ = false;
     WriteItem item = std::move(writes_.front());
     writes_.pop_front();
-    if (ec) {
+    if (ec || closed_) {
       if (item.done) item.done(false);
       Close();
       return;
@@ -306,10 +306,14 @@ class Session final : public SessionIface {
   void Close() {
     if (closed_) return;
     closed_ = true;
-    for (auto& w : writes_) {
-      if (w.done) w.done(false);
+    // The item being written stays until its handler runs (it owns the buffer being sent).
+    auto first = writes_.begin() + (write_pending_ && !writes_.empty() ? 1 : 0);
+    std::vector<std::function<void(bool)>> dones;
+    for (auto it = first; it != writes_.end(); ++it) {
+      if (it->done) dones.push_back(std::move(it->done));
     }
-    writes_.clear();
+    writes_.erase(first, writes_.end());
+    for (auto& d : dones) d(false);
     if (in_request_ && on_disconnect_) {
       auto cb = std::move(on_disconnect_);
       on_disconnect_ = nullptr;

@@ -1,0 +1,594 @@
+// End-to-end tests of flotilla-gateway with real flotilla-worker processes on stories260K-q8_0:
+// HTTP and gRPC basics, auth and key reload, shared Redis rate limits across two gateways,
+// failover when a worker is killed under load, client disconnect freeing KV blocks, prefix
+// affinity hitting a worker's prefix cache, overload shedding, the response cache, file
+// discovery, and TLS/mTLS.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "flotilla/v1/inference.grpc.pb.h"
+#include "flotilla/worker/v1/worker.grpc.pb.h"
+#include "nlohmann/json.hpp"
+#include "tests/gateway/e2e_env.h"
+
+namespace flotilla::gateway::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+json Completion(const std::string& prompt, int max_tokens, bool greedy = true) {
+  json j = {{"model", kModel}, {"prompt", prompt}, {"max_tokens", max_tokens}};
+  if (greedy) j["temperature"] = 0;
+  return j;
+}
+
+std::unique_ptr<flotilla::v1::Inference::Stub> GatewayStub(const GatewayProcess& g) {
+  return flotilla::v1::Inference::NewStub(grpc::CreateChannel(g.grpc(), grpc::InsecureChannelCredentials()));
+}
+
+std::unique_ptr<flotilla::worker::v1::Worker::Stub> WorkerStub(const WorkerProcess& w) {
+  return flotilla::worker::v1::Worker::NewStub(grpc::CreateChannel(w.address, grpc::InsecureChannelCredentials()));
+}
+
+flotilla::worker::v1::LoadReport Load(const WorkerProcess& w) {
+  auto stub = WorkerStub(w);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+  flotilla::worker::v1::LoadReport r;
+  stub->GetLoad(&ctx, {}, &r);
+  return r;
+}
+
+std::string WorkerMetrics(const WorkerProcess& w) { return HttpGet("127.0.0.1:" + std::to_string(w.metrics_port), "/metrics").body; }
+
+// Waits until the gateway routes to `n` healthy workers of the model.
+bool WaitHealthy(const GatewayProcess& g, int n, std::chrono::milliseconds timeout = 20s) {
+  return WaitFor(
+      [&] {
+        auto r = HttpGet(g.http(), "/metrics");
+        return MetricValue(r.body, "flotilla_gateway_healthy_workers", {{"model", kModel}}) == n;
+      },
+      timeout);
+}
+
+class GatewayE2eTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) std::cerr << env_.Logs();
+  }
+  E2eEnv env_;
+};
+
+TEST_F(GatewayE2eTest, HttpAndGrpcBasics) {
+  auto w = env_.StartWorker();
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  EXPECT_EQ(HttpGet(g->http(), "/health").status, 200);
+  EXPECT_EQ(HttpGet(g->http(), "/ready").status, 200);
+
+  auto r = HttpPost(g->http(), "/v1/completions", Completion("Once upon a time", 20).dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = json::parse(r.body);
+  const std::string http_text = j["choices"][0]["text"];
+  EXPECT_FALSE(http_text.empty());
+  EXPECT_EQ(j["usage"]["completion_tokens"], 20);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 5);  // BOS + "Once upon a time" (MODELS.md)
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(r.Header("x-flotilla-worker"), w->address);
+
+  // The same request over gRPC gives the same greedy text, streamed.
+  auto stub = GatewayStub(*g);
+  grpc::ClientContext ctx;
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt("Once upon a time");
+  req.set_max_tokens(20);
+  req.mutable_sampling()->set_temperature(0);
+  auto reader = stub->Generate(&ctx, req);
+  flotilla::v1::GenerateResponse msg;
+  std::string grpc_text;
+  int messages = 0;
+  flotilla::v1::Usage usage;
+  double ttft = 0;
+  while (reader->Read(&msg)) {
+    ++messages;
+    grpc_text += msg.text();
+    if (msg.time_to_first_token_s() > 0) ttft = msg.time_to_first_token_s();
+    if (msg.finish_reason() != flotilla::v1::FINISH_REASON_UNSPECIFIED) usage = msg.usage();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(grpc_text, http_text);
+  EXPECT_GT(messages, 1);
+  EXPECT_GT(ttft, 0);
+  EXPECT_EQ(usage.completion_tokens(), 20u);
+
+  // Errors in OpenAI's shape with the right statuses.
+  auto unknown = HttpPost(g->http(), "/v1/completions", json{{"model", "nope"}, {"prompt", "x"}}.dump());
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(json::parse(unknown.body)["error"]["code"], "model_not_found");
+  auto bad = HttpPost(g->http(), "/v1/completions", R"({"model": "stories260K-q8_0", "prompt": "x", "temperature": "hot"})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(json::parse(bad.body)["error"]["type"], "invalid_request_error");
+  auto too_long = HttpPost(g->http(), "/v1/completions", Completion("Once upon a time", 600).dump());
+  EXPECT_EQ(too_long.status, 400) << too_long.body;
+  EXPECT_EQ(HttpPost(g->http(), "/v1/nothing", "{}").status, 404);
+  EXPECT_EQ(HttpGet(g->http(), "/v1/completions").status, 405);
+
+  auto models = json::parse(HttpGet(g->http(), "/v1/models").body);
+  ASSERT_EQ(models["data"].size(), 1u);
+  EXPECT_EQ(models["data"][0]["id"], kModel);
+
+  // Metrics count requests by code.
+  auto metrics = HttpGet(g->http(), "/metrics").body;
+  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_requests_total", {{"code", "OK"}, {"model", kModel}}), 2);
+  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_requests_total", {{"code", "NOT_FOUND"}}), 1);
+}
+
+TEST_F(GatewayE2eTest, AuthKeysAndReloadWithoutRestart) {
+  auto w = env_.StartWorker();
+  ASSERT_TRUE(w);
+  json acme = {{"name", "acme"}, {"max_tokens_per_request", 32}};
+  json other = {{"name", "other"}, {"allowed_models", {"some-other-model"}}};
+  std::string keys = env_.WriteKeyFile({acme, other}, {{"key-acme-1", "acme"}, {"key-other", "other"}});
+  auto g = env_.StartGateway({"--api-keys", keys, "--workers", w->address});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  const std::string body = Completion("Once upon a time", 8).dump();
+
+  auto none = HttpPost(g->http(), "/v1/completions", body);
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(json::parse(none.body)["error"]["code"], "invalid_api_key");
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body, "wrong").status, 401);
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body, "key-acme-1").status, 200);
+  // A tenant that may not use the model sees it as absent.
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body, "key-other").status, 404);
+  EXPECT_EQ(json::parse(HttpGet(g->http(), "/v1/models", "key-other").body)["data"].size(), 0u);
+  // Per-tenant max tokens.
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", Completion("Once", 64).dump(), "key-acme-1").status, 400);
+
+  // gRPC: UNAUTHENTICATED without a key.
+  auto stub = GatewayStub(*g);
+  {
+    grpc::ClientContext ctx;
+    flotilla::v1::ListModelsResponse resp;
+    EXPECT_EQ(stub->ListModels(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer key-acme-1");
+    flotilla::v1::ListModelsResponse resp;
+    ASSERT_TRUE(stub->ListModels(&ctx, {}, &resp).ok());
+    ASSERT_EQ(resp.models_size(), 1);
+    EXPECT_EQ(resp.models(0).healthy_workers(), 1u);
+  }
+
+  // Rotate: key-acme-1 revoked, key-acme-2 added, without restarting the gateway.
+  env_.WriteKeyFile({acme, other}, {{"key-acme-2", "acme"}});
+  EXPECT_TRUE(WaitFor([&] { return HttpPost(g->http(), "/v1/completions", body, "key-acme-2").status == 200; }, 10s));
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body, "key-acme-1").status, 401);
+  // A broken file keeps the keys in force.
+  WriteFileAtomic(keys, "{ not json");
+  std::this_thread::sleep_for(2500ms);  // one reload period: nothing to poll for, the point is that nothing changes
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body, "key-acme-2").status, 200);
+  EXPECT_NE(env_.Logs().find("not reloaded"), std::string::npos);
+}
+
+TEST_F(GatewayE2eTest, TwoGatewaysShareOneRedisLimit) {
+  const int redis = env_.StartRedis();
+  ASSERT_GT(redis, 0);
+  auto w = env_.StartWorker();
+  ASSERT_TRUE(w);
+  // 0.05 requests/s refills one request in 20 s: nothing refills during the test.
+  json limited = {{"name", "limited"}, {"requests_per_second", 0.05}, {"request_burst", 5}};
+  json tokens = {{"name", "tokens"}, {"tokens_per_minute", 3}, {"token_burst", 40}};
+  std::string keys = env_.WriteKeyFile({limited, tokens}, {{"k-limited", "limited"}, {"k-tokens", "tokens"}});
+  const std::string redis_flag = "127.0.0.1:" + std::to_string(redis);
+  auto g1 = env_.StartGateway({"--api-keys", keys, "--workers", w->address, "--redis", redis_flag});
+  auto g2 = env_.StartGateway({"--api-keys", keys, "--workers", w->address, "--redis", redis_flag});
+  ASSERT_TRUE(g1 && g2);
+  ASSERT_TRUE(WaitHealthy(*g1, 1) && WaitHealthy(*g2, 1));
+  const std::string body = Completion("Once upon a time", 4).dump();
+  int ok = 0, limited_count = 0;
+  std::string retry_after;
+  for (int i = 0; i < 10; ++i) {
+    auto r = HttpPost((i % 2 ? g1 : g2)->http(), "/v1/completions", body, "k-limited");
+    if (r.status == 200) ++ok;
+    if (r.status == 429) {
+      ++limited_count;
+      retry_after = r.Header("Retry-After");
+      EXPECT_EQ(json::parse(r.body)["error"]["code"], "rate_limit_exceeded");
+    }
+  }
+  EXPECT_EQ(ok, 5);  // one bucket for both gateways, not one each
+  EXPECT_EQ(limited_count, 5);
+  ASSERT_FALSE(retry_after.empty());
+  EXPECT_GE(std::stoi(retry_after), 1);
+  EXPECT_LE(std::stoi(retry_after), 20);
+
+  // gRPC gets RESOURCE_EXHAUSTED with retry info.
+  auto stub = GatewayStub(*g1);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer k-limited");
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt("Once");
+  auto reader = stub->Generate(&ctx, req);
+  flotilla::v1::GenerateResponse msg;
+  while (reader->Read(&msg)) {
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_FALSE(st.error_details().empty());  // google.rpc.Status with RetryInfo
+  EXPECT_TRUE(ctx.GetServerTrailingMetadata().count("retry-after-ms"));
+
+  // Tokens per minute: prompt tokens at admission, completion tokens reconciled after. The
+  // bucket holds 40: a 5-token prompt with 30 completion tokens leaves 5, so a second request
+  // (5 prompt tokens) passes on the other gateway and drains it to 0... and a third is refused.
+  auto t1 = HttpPost(g1->http(), "/v1/completions", Completion("Once upon a time", 30).dump(), "k-tokens");
+  EXPECT_EQ(t1.status, 200) << t1.body;
+  auto t2 = HttpPost(g2->http(), "/v1/completions", Completion("Once upon a time", 1).dump(), "k-tokens");
+  EXPECT_EQ(t2.status, 200) << t2.body;
+  auto t3 = HttpPost(g1->http(), "/v1/completions", Completion("Once upon a time", 1).dump(), "k-tokens");
+  EXPECT_EQ(t3.status, 429) << t3.body;
+  EXPECT_EQ(json::parse(t3.body)["error"]["type"], "tokens");
+  auto metrics = HttpGet(g1->http(), "/metrics").body;
+  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_rate_limited_total", {{"tenant", "limited"}}), 1);
+  EXPECT_EQ(MetricValue(metrics, "flotilla_gateway_rate_limiter_fallbacks"), 0);
+}
+
+// Streams a gRPC Generate; records whether any token arrived before the status.
+struct StreamOutcome {
+  grpc::Status status;
+  int tokens = 0;
+  bool finished = false;  // a finish reason arrived
+};
+
+StreamOutcome RunStream(flotilla::v1::Inference::Stub* stub, const std::string& prompt, int max_tokens) {
+  StreamOutcome out;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 60s);
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt(prompt);
+  req.set_max_tokens(max_tokens);
+  req.set_ignore_eos(true);
+  auto reader = stub->Generate(&ctx, req);
+  flotilla::v1::GenerateResponse msg;
+  while (reader->Read(&msg)) {
+    out.tokens += msg.token_ids_size();
+    if (msg.finish_reason() == flotilla::v1::FINISH_REASON_LENGTH) out.finished = true;
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+TEST_F(GatewayE2eTest, KillingAWorkerUnderLoadLosesNoUnstartedRequest) {
+  std::vector<std::unique_ptr<WorkerProcess>> ws;
+  std::vector<std::string> addrs;
+  for (int i = 0; i < 3; ++i) {
+    ws.push_back(env_.StartWorker({"--ctx-size", "2048"}));
+    ASSERT_TRUE(ws.back());
+    addrs.push_back(ws.back()->address);
+  }
+  auto g = env_.StartGateway({"--no-auth", "--workers", addrs[0] + "," + addrs[1] + "," + addrs[2],
+                              "--routing", "round_robin", "--max-attempts", "3"});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 3));
+  auto stub = GatewayStub(*g);
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<StreamOutcome> outcomes;
+  std::vector<std::thread> clients;
+  // 12 clients keep long requests going on every worker; the victim dies with requests
+  // mid-stream and new ones arriving.
+  for (int c = 0; c < 12; ++c) {
+    clients.emplace_back([&, c] {
+      while (!stop.load()) {
+        auto o = RunStream(stub.get(), "Once upon a time " + std::to_string(c), 300 + 50 * (c % 4));
+        std::lock_guard<std::mutex> lock(mu);
+        outcomes.push_back(o);
+      }
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return Load(*ws[1]).running() > 0; }, 20s));
+  std::this_thread::sleep_for(300ms);
+  ws[1]->proc.Kill();
+  std::this_thread::sleep_for(2500ms);  // keep the load on while the gateway notices
+  stop = true;
+  for (auto& t : clients) t.join();
+
+  int ok = 0, broken_mid_stream = 0, lost = 0;
+  for (const auto& o : outcomes) {
+    if (o.status.ok()) {
+      EXPECT_TRUE(o.finished);
+      ++ok;
+    } else if (o.tokens > 0) {
+      // Started before the kill: ends with UNAVAILABLE and the partial usage, as documented.
+      EXPECT_EQ(o.status.error_code(), grpc::StatusCode::UNAVAILABLE) << o.status.error_message();
+      ++broken_mid_stream;
+    } else {
+      ADD_FAILURE() << "request failed before its first token: " << o.status.error_code() << " "
+                    << o.status.error_message();
+      ++lost;
+    }
+  }
+  std::cerr << "ok=" << ok << " broken_mid_stream=" << broken_mid_stream << " lost=" << lost << "\n";
+  EXPECT_EQ(lost, 0);
+  EXPECT_GT(ok, 12);
+  EXPECT_GT(broken_mid_stream, 0);  // the kill did hit requests in flight
+  EXPECT_TRUE(WaitHealthy(*g, 2));
+  // Afterwards every request succeeds on the survivors.
+  for (int i = 0; i < 6; ++i) EXPECT_TRUE(RunStream(stub.get(), "Once upon a time", 16).status.ok());
+}
+
+// Opens a raw HTTP connection, sends a streaming request, reads until the first SSE event.
+int OpenStreamAndReadFirstEvent(int port, const std::string& body) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return -1;
+  std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return -1;
+  std::string got;
+  char buf[4096];
+  while (got.find("data: ") == std::string::npos) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return -1;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return fd;
+}
+
+TEST_F(GatewayE2eTest, ClientDisconnectReturnsTheWorkersKvBlocks) {
+  auto w = env_.StartWorker({"--ctx-size", "4096"});
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  // 4000 tokens take seconds here: the disconnect lands long before the end.
+  json body = Completion("Once upon a time", 4000, false);
+  body["stream"] = true;
+  body["ignore_eos"] = true;
+  const double aborted_before = MetricValue(WorkerMetrics(*w), "flotilla_request_success_total", {{"finished_reason", "abort"}});
+  int fd = OpenStreamAndReadFirstEvent(g->http_port, body.dump());
+  ASSERT_GE(fd, 0);
+  auto during = Load(*w);
+  EXPECT_EQ(during.running(), 1u);
+  EXPECT_GT(during.kv_usage(), 0.0);
+  auto t0 = std::chrono::steady_clock::now();
+  close(fd);  // the client goes away mid-stream
+  EXPECT_TRUE(WaitFor([&] { auto l = Load(*w); return l.running() == 0 && l.kv_usage() == 0.0; }, 5s));
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << "KV back to 0 " << ms << " ms after the disconnect\n";
+  EXPECT_LT(ms, 1500);
+  EXPECT_EQ(MetricValue(WorkerMetrics(*w), "flotilla_request_success_total", {{"finished_reason", "abort"}}),
+            aborted_before + 1);
+  auto gm = HttpGet(g->http(), "/metrics").body;
+  EXPECT_TRUE(WaitFor([&] { return MetricValue(HttpGet(g->http(), "/metrics").body, "flotilla_gateway_requests_total", {{"code", "CANCELLED"}}) == 1; }, 5s));
+
+  // The same through gRPC: cancelling the call frees the blocks.
+  auto stub = GatewayStub(*g);
+  grpc::ClientContext ctx;
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt("Once upon a time");
+  req.set_max_tokens(4000);
+  req.set_ignore_eos(true);
+  auto reader = stub->Generate(&ctx, req);
+  flotilla::v1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  EXPECT_GT(Load(*w).kv_usage(), 0.0);
+  ctx.TryCancel();
+  EXPECT_TRUE(WaitFor([&] { auto l = Load(*w); return l.running() == 0 && l.kv_usage() == 0.0; }, 5s));
+  reader->Finish();
+}
+
+TEST_F(GatewayE2eTest, PrefixAffinityLandsOnOneWorkerAndHitsItsCache) {
+  std::vector<std::unique_ptr<WorkerProcess>> ws;
+  std::string list;
+  for (int i = 0; i < 3; ++i) {
+    ws.push_back(env_.StartWorker({"--block-size", "16"}));
+    ASSERT_TRUE(ws.back());
+    list += (i ? "," : "") + ws.back()->address;
+  }
+  auto g = env_.StartGateway({"--no-auth", "--workers", list, "--routing", "prefix_affinity"});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 3));
+  // A shared system-prompt-like prefix longer than the 64 tokens the gateway hashes (several
+  // 16-token blocks), then distinct questions.
+  const std::string prefix =
+      "Once upon a time there was a little girl named Lily. She loved to play outside in the park with her "
+      "friends. One day she saw a big red ball in the tree. She wanted to get it, so she asked her mom for "
+      "help. Her mom was busy, so Lily tried to climb the tree by herself. ";
+  std::map<std::string, std::set<std::string>> workers_by_prefix;
+  for (int family = 0; family < 3; ++family) {
+    const std::string p = prefix + std::string(family + 1, 'A' + family) + " ";
+    for (int i = 0; i < 6; ++i) {
+      auto r = HttpPost(g->http(), "/v1/completions", Completion(p + "Question " + std::to_string(i), 4).dump());
+      ASSERT_EQ(r.status, 200) << r.body;
+      workers_by_prefix[std::to_string(family)].insert(r.Header("x-flotilla-worker"));
+      if (i > 0) {
+        EXPECT_GT(json::parse(r.body)["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), 0)
+            << "request " << i << " of family " << family;
+      }
+    }
+  }
+  for (const auto& [p, workers] : workers_by_prefix) EXPECT_EQ(workers.size(), 1u) << "prefix family " << p;
+  // Each worker's prefix cache saw the repeats as hits.
+  double hits = 0;
+  for (const auto& w : ws) hits += MetricValue(WorkerMetrics(*w), "flotilla_prefix_cache_hits_total");
+  EXPECT_GE(hits, 15);  // 5 repeats x 3 families, each hitting at least one block
+}
+
+TEST_F(GatewayE2eTest, OverloadIsShedAtOnceWithRetryAfter) {
+  auto w = env_.StartWorker({"--ctx-size", "2048", "--max-num-seqs", "2"});
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address, "--queue-size", "2", "--queue-depth", "1",
+                              "--queue-timeout-ms", "20000"});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  // Capacity: 2 running + 1 waiting on the worker + 2 queued in the gateway = 5.
+  json body = Completion("Once upon a time", 1500, false);
+  body["ignore_eos"] = true;
+  std::mutex mu;
+  std::vector<std::pair<int, double>> results;  // status, ms
+  std::vector<std::string> retry_after;
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 16; ++i) {
+    ts.emplace_back([&] {
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = HttpPost(g->http(), "/v1/completions", body.dump());
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      std::lock_guard<std::mutex> lock(mu);
+      results.emplace_back(r.status, ms);
+      if (r.status == 429) retry_after.push_back(r.Header("Retry-After"));
+    });
+  }
+  for (auto& t : ts) t.join();
+  int ok = 0, shed = 0;
+  double worst_shed_ms = 0;
+  for (auto [status, ms] : results) {
+    if (status == 200) ++ok;
+    if (status == 429) {
+      ++shed;
+      worst_shed_ms = std::max(worst_shed_ms, ms);
+    }
+  }
+  EXPECT_EQ(ok + shed, 16);
+  EXPECT_EQ(ok, 5);
+  EXPECT_EQ(shed, 11);
+  EXPECT_LT(worst_shed_ms, 1000);  // refused at once, not after waiting
+  for (const auto& ra : retry_after) EXPECT_FALSE(ra.empty());
+  auto metrics = HttpGet(g->http(), "/metrics").body;
+  EXPECT_EQ(MetricValue(metrics, "flotilla_gateway_shed_total", {{"reason", "overloaded"}}), 11);
+}
+
+TEST_F(GatewayE2eTest, ResponseCacheServesDeterministicRepeats) {
+  auto w = env_.StartWorker();
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address, "--response-cache"});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  const std::string body = Completion("Once upon a time", 24).dump();
+  auto first = HttpPost(g->http(), "/v1/completions", body);
+  auto second = HttpPost(g->http(), "/v1/completions", body);
+  ASSERT_EQ(first.status, 200);
+  ASSERT_EQ(second.status, 200);
+  EXPECT_TRUE(first.Header("x-flotilla-cache").empty());
+  EXPECT_EQ(second.Header("x-flotilla-cache"), "hit");
+  json a = json::parse(first.body), b = json::parse(second.body);
+  EXPECT_EQ(a["choices"][0]["text"], b["choices"][0]["text"]);
+  EXPECT_EQ(b["usage"]["completion_tokens"], 24);
+  EXPECT_EQ(b["usage"]["prompt_tokens_details"]["cached_tokens"], b["usage"]["prompt_tokens"]);
+  // Sampled requests are never cached; a different parameter is a different entry.
+  json sampled = Completion("Once upon a time", 24, false);
+  HttpPost(g->http(), "/v1/completions", sampled.dump());
+  EXPECT_TRUE(HttpPost(g->http(), "/v1/completions", sampled.dump()).Header("x-flotilla-cache").empty());
+  EXPECT_TRUE(HttpPost(g->http(), "/v1/completions", Completion("Once upon a time", 23).dump()).Header("x-flotilla-cache").empty());
+  auto metrics = HttpGet(g->http(), "/metrics").body;
+  EXPECT_EQ(MetricValue(metrics, "flotilla_gateway_response_cache_lookups_total", {{"result", "hit"}}), 1);
+}
+
+TEST_F(GatewayE2eTest, FileDiscoveryAddsAndRemovesWorkers) {
+  auto w1 = env_.StartWorker({"--zone", "z1"});
+  auto w2 = env_.StartWorker({"--zone", "z2"});
+  ASSERT_TRUE(w1 && w2);
+  const std::string file = env_.dir() + "/fleet.txt";
+  // The local fleet's format: host:port model zone key=value...
+  WriteFileAtomic(file, "# flotilla fleet v1\n" + w1->address + " " + kModel + " z1 id=w1\n");
+  auto g = env_.StartGateway({"--no-auth", "--workers-file", file});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  WriteFileAtomic(file, w1->address + " " + kModel + " z1\n" + w2->address + " " + kModel + " z2\n");
+  ASSERT_TRUE(WaitHealthy(*g, 2));
+  // Locality: a caller in z2 lands on the z2 worker.
+  for (int i = 0; i < 4; ++i) {
+    auto r = HttpPost(g->http(), "/v1/completions", Completion("Once", 2).dump(), "", {{"x-flotilla-zone", "z2"}});
+    EXPECT_EQ(r.Header("x-flotilla-worker"), w2->address);
+  }
+  WriteFileAtomic(file, w2->address + " " + kModel + " z2\n");
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  auto r = HttpPost(g->http(), "/v1/completions", Completion("Once", 2).dump(), "", {{"x-flotilla-zone", "z1"}});
+  EXPECT_EQ(r.Header("x-flotilla-worker"), w2->address);  // z1 is gone: spill over
+}
+
+// Certificates for the TLS test, made with the openssl CLI: a CA, a server cert for 127.0.0.1
+// (used by the worker and the gateway), and a client cert for the gateway's mTLS to the worker.
+bool MakeCerts(const std::string& dir) {
+  std::string out;
+  auto run = [&](std::vector<std::string> argv) { return RunCommand(argv, &out, 30s, {}, dir) == 0; };
+  const std::string ext = dir + "/san.ext";
+  WriteFileAtomic(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  return run({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=flotilla-test-ca",
+              "-keyout", "ca.key", "-out", "ca.pem"}) &&
+         run({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+              "-out", "server.csr"}) &&
+         run({"openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+              "-days", "2", "-extfile", ext, "-out", "server.pem"}) &&
+         run({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=gateway", "-keyout", "client.key", "-out",
+              "client.csr"}) &&
+         run({"openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+              "-days", "2", "-out", "client.pem"});
+}
+
+TEST_F(GatewayE2eTest, TlsOnPublicPortsAndMutualTlsToWorkers) {
+  const std::string d = env_.dir();
+  ASSERT_TRUE(MakeCerts(d));
+  auto w = env_.StartWorker({"--tls-cert", d + "/server.pem", "--tls-key", d + "/server.key", "--tls-client-ca",
+                             d + "/ca.pem"});
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address, "--tls-cert", d + "/server.pem", "--tls-key",
+                              d + "/server.key", "--worker-tls-ca", d + "/ca.pem", "--worker-tls-cert",
+                              d + "/client.pem", "--worker-tls-key", d + "/client.key"});
+  ASSERT_TRUE(g);
+  // HTTPS with curl, verifying the gateway's certificate against the CA.
+  std::string out;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        RunCommand({"curl", "-s", "--cacert", d + "/ca.pem", "https://127.0.0.1:" + std::to_string(g->http_port) + "/ready"},
+                   &out, 10s);
+        return out.find("\"ready\"") != std::string::npos;
+      },
+      20s))
+      << out;
+  ASSERT_EQ(RunCommand({"curl", "-s", "--cacert", d + "/ca.pem", "-d", Completion("Once upon a time", 8).dump(),
+                        "https://127.0.0.1:" + std::to_string(g->http_port) + "/v1/completions"},
+                       &out, 20s),
+            0);
+  EXPECT_EQ(json::parse(out)["usage"]["completion_tokens"], 8) << out;
+  // Plain HTTP is refused on the TLS port.
+  EXPECT_NE(HttpGet(g->http(), "/health").status, 200);
+  // gRPC over TLS.
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFileOr(d + "/ca.pem");
+  auto stub = flotilla::v1::Inference::NewStub(grpc::CreateChannel(g->grpc(), grpc::SslCredentials(ssl)));
+  auto o = RunStream(stub.get(), "Once upon a time", 8);
+  EXPECT_TRUE(o.status.ok()) << o.status.error_message();
+  EXPECT_EQ(o.tokens, 8);
+  // The worker refuses a client without a certificate: only the gateway's mTLS gets in.
+  auto direct = flotilla::worker::v1::Worker::NewStub(grpc::CreateChannel(w->address, grpc::SslCredentials(ssl)));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 3s);
+  flotilla::worker::v1::LoadReport r;
+  EXPECT_FALSE(direct->GetLoad(&ctx, {}, &r).ok());
+}
+
+}  // namespace
+}  // namespace flotilla::gateway::testing
