@@ -53,6 +53,10 @@ struct GoldenCase {
   bool graphs;
 };
 
+void PrintTo(const GoldenCase& c, std::ostream* os) {
+  *os << c.model << (c.kv == KvCacheType::kF32 ? " kv f32" : " kv f16") << (c.graphs ? " graphs" : " eager");
+}
+
 class CudaGolden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(CudaGolden, GreedyEqualsTheReference) {
@@ -176,6 +180,10 @@ struct AgreementCase {
   int max_batch_tokens;  // 8: matrix-vector kernels throughout; 256: cuBLAS and flash prefill
   double max_nmse;
 };
+
+void PrintTo(const AgreementCase& c, std::ostream* os) {
+  *os << c.model << " batch " << c.max_batch_tokens << " nmse<=" << c.max_nmse;
+}
 
 class CudaAgreement : public ::testing::TestWithParam<AgreementCase> {};
 
