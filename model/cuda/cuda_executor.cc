@@ -126,8 +126,8 @@ absl::Status ValidateOptions(const LlamaConfig& c, const CudaExecutorOptions& o)
   if (o.block_size <= 0 || o.block_size > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("KV block size ", o.block_size, " must be in [1, 1024]"));
   }
-  if (o.max_batch_tokens <= 0 || o.max_batch_tokens > 1 << 16) {
-    return absl::InvalidArgumentError(absl::StrCat("max batch tokens ", o.max_batch_tokens, " must be in [1, 65536]"));
+  if (o.max_batch_tokens <= 0 || o.max_batch_tokens > 65535) {  // a grid dimension per token
+    return absl::InvalidArgumentError(absl::StrCat("max batch tokens ", o.max_batch_tokens, " must be in [1, 65535]"));
   }
   if (o.tensor_parallel < 1 || o.tensor_parallel > 64) {
     return absl::InvalidArgumentError(absl::StrCat("tensor parallel ", o.tensor_parallel, " must be in [1, 64]"));
