@@ -241,9 +241,12 @@ class Session final : public SessionIface {
       return;
     }
     // Readable: data, or EOF. Peek to tell them apart without consuming (TLS records included).
+    // The socket must be non-blocking for this: readiness can be stale, and a blocking peek would
+    // then hold an I/O thread until the client sends something.
     char c;
     beast::error_code pec;
-    size_t n = Lowest().socket().receive(net::buffer(&c, 1), tcp::socket::message_peek, pec);
+    if (!Lowest().socket().non_blocking()) Lowest().socket().non_blocking(true, pec);
+    size_t n = pec ? 0 : Lowest().socket().receive(net::buffer(&c, 1), tcp::socket::message_peek, pec);
     if (pec == net::error::would_block || pec == net::error::try_again) {
       StartWatch();
       return;
