@@ -119,6 +119,7 @@ class CudaExecutor final : public Executor {
   std::unique_ptr<StepPlanner> planner_;
   int32_t* words_ = nullptr;  // pinned, portable: every rank uploads the step from here
   int num_blocks_ = 0;
+  bool graphs_ = false;  // decode steps replay captured graphs
   absl::Status broken_;  // set by the first failed step; the executor refuses work after it
 };
 
@@ -198,7 +199,10 @@ absl::StatusOr<std::unique_ptr<Executor>> CudaExecutor::Create(std::shared_ptr<c
   void* words = nullptr;
   CUDA_RETURN_IF_ERROR(cudaHostAlloc(&words, ex->planner_->layout().total * 4, cudaHostAllocPortable));
   ex->words_ = static_cast<int32_t*>(words);
-  if (!graph_sizes.empty()) RETURN_IF_ERROR(first.CaptureGraphs(*ex->planner_, ex->words_));
+  if (!ex->planner_->graph_sizes().empty()) {
+    RETURN_IF_ERROR(first.CaptureGraphs(*ex->planner_, ex->words_));
+    ex->graphs_ = true;
+  }
   for (int r = 1; r < N; ++r) ex->threads_.push_back(std::make_unique<RankThread>());
   return std::unique_ptr<Executor>(std::move(ex));
 }
@@ -253,7 +257,7 @@ absl::Status CudaExecutor::Forward(const ForwardBatch& b, std::span<float> logit
   if (!broken_.ok()) return broken_;
   RETURN_IF_ERROR(ValidateBatch(b, c_, num_blocks_, o_.block_size, o_.max_batch_tokens, logits.size()));
   if (b.size() == 0) return absl::OkStatus();
-  const StepPlan& p = planner_->Plan(b, !ranks_[0]->graph_sizes().empty(), words_);
+  const StepPlan& p = planner_->Plan(b, graphs_, words_);
   absl::Status st = RunAll(p, logits);
   if (!st.ok()) {
     broken_ = absl::InternalError(absl::StrCat("the CUDA executor on ", ranks_[0]->Where(),
