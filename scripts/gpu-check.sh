@@ -34,7 +34,7 @@ pack() {
   echo "gpu-check: building the check's targets in $build"
   ninja -C "$build" -j"${JOBS:-2}" "${GPU_TESTS[@]}" "${BENCHES[@]}" || die "build failed"
   rm -rf "$dest"
-  mkdir -p "$dest/bin" "$dest/lib" "$dest/src" "$dest/shared/models" "$dest/shared/golden"
+  mkdir -p "$dest/bin" "$dest/lib" "$dest/lib-fallback" "$dest/src" "$dest/shared/models" "$dest/shared/golden"
   for t in "${GPU_TESTS[@]}"; do cp "$build/tests/$t" "$dest/bin/"; done
   for b in "${BENCHES[@]}"; do cp "$build/bin/$b" "$dest/bin/"; done
   strip --strip-debug "$dest"/bin/* 2>/dev/null || true
@@ -46,6 +46,7 @@ pack() {
     case "$(basename "$l")" in
       libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libresolv.so*) ;;  # glibc: the machine's own
       libcuda.so*|libcudart*|libcublas*|libnccl*|libnvidia*) ;;                      # CUDA: the machine's own
+      libstdc++.so*|libgcc_s.so*) cp -L "$l" "$dest/lib-fallback/" ;;  # only if the machine's are too old
       *) cp -L "$l" "$dest/lib/" ;;
     esac
   done
@@ -98,24 +99,28 @@ run() {
   mkdir -p "$out"
   local start=$SECONDS status=0
 
+  local cublas_dir
+  cublas_dir=$(find_cublas_dir)
+  export LD_LIBRARY_PATH="$pack_dir/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # The build machine's libstdc++ needs its glibc (2.36); use it only where the machine's own
+  # libstdc++ is too old for the binaries.
+  if ! "$pack_dir/bin/cuda_kernels_test" --gtest_list_tests >/dev/null 2>&1; then
+    export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$pack_dir/lib-fallback"
+  fi
+  export FLOTILLA_SOURCE_DIR="$pack_dir/src"
   {
     echo "== nvidia-smi"; nvidia-smi 2>&1 || echo "(nvidia-smi failed)"
     echo "== revision: $(cat "$pack_dir/REVISION" 2>/dev/null)"
-    local cublas_dir
-    cublas_dir=$(find_cublas_dir)
     echo "== cuBLAS from: ${cublas_dir:-NOT FOUND}"
-    export LD_LIBRARY_PATH="$pack_dir/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     echo "== LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
     for f in "$pack_dir"/bin/*; do
       if ldd "$f" | grep -q 'not found'; then
         echo "== $(basename "$f"): MISSING LIBRARIES"; ldd "$f" | grep 'not found'
       fi
     done
+    "$pack_dir/bin/cuda_kernels_test" --gtest_list_tests >/dev/null 2>&1 || {
+      echo "== the test binary does not start:"; "$pack_dir/bin/cuda_kernels_test" --gtest_list_tests 2>&1 | head -5; }
   } 2>&1 | tee "$out/env.txt"
-  local cublas_dir
-  cublas_dir=$(find_cublas_dir)
-  export LD_LIBRARY_PATH="$pack_dir/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export FLOTILLA_SOURCE_DIR="$pack_dir/src"
 
   echo "== GPU tests (ctest -L gpu)"
   if command -v ctest >/dev/null; then
