@@ -7,13 +7,14 @@ if(NOT FLOTILLA_CUDA STREQUAL "OFF")
   endif()
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    # CMake 3.25 knows no C++20 dialect flag for nvcc.
+    set(CMAKE_CUDA_ARCHITECTURES ${FLOTILLA_CUDA_ARCHS})
+    enable_language(CUDA)
+    # CMake 3.25 knows no C++20 dialect flag for nvcc. Set after enable_language so the compiler
+    # check does not try (and fail) to use them.
     set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
     set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
     set(CMAKE_CUDA_STANDARD 20)
     set(CMAKE_CUDA_STANDARD_REQUIRED ON)
-    set(CMAKE_CUDA_ARCHITECTURES ${FLOTILLA_CUDA_ARCHS})
-    enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/local/cuda/include)
     find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/local/cuda/lib64)

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "absl/strings/str_cat.h"
+#include "model/cuda/cuda_executor.h"
 
 namespace flotilla::worker {
 
@@ -25,7 +26,18 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeBackend(std::shared_ptr<const Load
     spdlog::info("KV cache: {} blocks x {} tokens = {:.1f} MiB", blocks, o.block_size, blocks * per_block / 1048576.0);
     return MakeCpuExecutor(std::move(model), eo);
   }
-  return absl::UnimplementedError("the CUDA backend is not part of this build");
+  if (o.backend == "cuda") {
+    CudaExecutorOptions co;
+    co.device = o.device;
+    co.tensor_parallel = o.tensor_parallel;
+    co.block_size = o.block_size;
+    co.max_batch_tokens = o.max_tokens_per_step;
+    co.num_kv_blocks = o.num_kv_blocks;
+    co.kv_memory_fraction = o.gpu_memory_fraction;
+    // Builds without CUDA, and machines without a GPU or driver, get FAILED_PRECONDITION naming why.
+    return MakeCudaExecutor(std::move(model), co);
+  }
+  return absl::InvalidArgumentError("unknown backend '" + o.backend + "' (want cpu or cuda)");
 }
 
 absl::Status WarmUp(Executor& ex) {
