@@ -12,6 +12,14 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   flotilla::cli::RegisterRun(app, &exit_code);
   flotilla::cli::RegisterSynth(app, &exit_code);
+  flotilla::cli::RegisterUp(app, &exit_code);
+  flotilla::cli::RegisterStatus(app, &exit_code);
+  flotilla::cli::RegisterScale(app, &exit_code);
+  flotilla::cli::RegisterDrain(app, &exit_code);
+  flotilla::cli::RegisterModels(app, &exit_code);
+  flotilla::cli::RegisterGenerate(app, &exit_code);
+  flotilla::cli::RegisterBench(app, &exit_code);
+  flotilla::cli::RegisterAutoscale(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

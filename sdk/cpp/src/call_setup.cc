@@ -66,6 +66,23 @@ std::optional<absl::Duration> RetryWait(const RetryPolicy& policy, const absl::S
   return wait;
 }
 
+bool BackoffWithReconnect(grpc::Channel& channel, absl::Duration wait, const std::function<bool()>& stop) {
+  const absl::Time until = absl::Now() + wait;
+  while (absl::Now() < until) {
+    if (stop()) return false;
+    // Short slices so a cancel is noticed quickly; GetState(true) starts a connection attempt
+    // when the channel is idle, WaitForStateChange polls it.
+    const absl::Time slice = std::min(until, absl::Now() + absl::Milliseconds(20));
+    const grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+    if (state == GRPC_CHANNEL_READY) {
+      absl::SleepFor(slice - absl::Now());
+    } else {
+      channel.WaitForStateChange(state, absl::ToChronoTime(slice));
+    }
+  }
+  return !stop();
+}
+
 double UnitRandom() {
   thread_local std::mt19937_64 rng(std::random_device{}());
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);

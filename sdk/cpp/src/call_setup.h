@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,11 @@ absl::Duration ServerRetryDelay(const grpc::ClientContext& ctx);
 std::optional<absl::Duration> RetryWait(const RetryPolicy& policy, const absl::Status& status,
                                         int attempts_made, absl::Duration server_delay,
                                         absl::Time deadline, absl::Time now, double unit_random);
+
+// Waits `wait` (a retry's backoff) while driving the channel's reconnection: a blocking client
+// has no thread polling the channel between calls, so without this a refused connection is
+// only noticed again by gRPC's 5 s backup poller. Returns early (false) when `stop()` is true.
+bool BackoffWithReconnect(grpc::Channel& channel, absl::Duration wait, const std::function<bool()>& stop);
 
 // Uniform in [0, 1), from a per-thread generator.
 double UnitRandom();

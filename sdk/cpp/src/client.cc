@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <thread>
 #include <utility>
 
@@ -55,6 +56,18 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
   // proxy that would otherwise leave the stream hanging until its deadline.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // gRPC's own reconnect backoff (1 s growing to 120 s by default) would make every retry
+  // fail fast until it expires; align it with the retry policy so a retry finds a fresh attempt
+  // to connect. (GRPC_ARG_MIN_RECONNECT_BACKOFF_MS is left alone: gRPC also uses it as the
+  // connect timeout, and a short one cuts handshakes off.)
+  const int initial_ms = static_cast<int>(std::max<int64_t>(1, absl::ToInt64Milliseconds(options.retry.initial_backoff)));
+  const int max_ms = static_cast<int>(std::max<int64_t>(initial_ms, absl::ToInt64Milliseconds(options.retry.max_backoff)));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, initial_ms);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+  // round_robin rather than pick_first: a name that resolves to several gateways spreads calls
+  // over them, and round_robin reconnects a subchannel as soon as its backoff ends, where
+  // pick_first (gRPC 1.51) stays in failure for seconds after the server is back.
+  args.SetServiceConfigJSON(R"({"loadBalancingConfig": [{"round_robin": {}}]})");
   // Very long prompts and many logprobs make large messages; the API bounds them, not gRPC's 4 MB.
   args.SetMaxReceiveMessageSize(64 << 20);
 
@@ -124,7 +137,7 @@ absl::StatusOr<std::vector<flotilla::v1::ModelInfo>> Client::ListModels(const Ca
     const std::optional<absl::Duration> wait = internal::RetryWait(
         s.options.retry, status, attempt, internal::ServerRetryDelay(ctx), deadline, absl::Now(), internal::UnitRandom());
     if (!wait.has_value()) return status;
-    std::this_thread::sleep_for(absl::ToChronoNanoseconds(*wait));
+    internal::BackoffWithReconnect(*s.channel, *wait, [] { return false; });
   }
 }
 

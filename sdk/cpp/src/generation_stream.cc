@@ -34,11 +34,10 @@ bool SyncStream::StartAttempt() {
 }
 
 bool SyncStream::Backoff(absl::Duration wait) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, absl::ToChronoNanoseconds(wait), [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  return BackoffWithReconnect(*shared_->channel, wait, [this] {
+    std::lock_guard<std::mutex> lock(mu_);
     return cancelled_;
   });
-  return !cancelled_;
 }
 
 void SyncStream::End(absl::Status status) {
@@ -89,7 +88,6 @@ void SyncStream::Cancel() {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;
   if (ctx_ != nullptr) ctx_->TryCancel();
-  cv_.notify_all();
 }
 
 absl::Status SyncStream::Finish() {

@@ -26,7 +26,7 @@ class SyncStream final : public GenerationStream {
  private:
   // Starts a call; false when cancelled meanwhile.
   bool StartAttempt();
-  // Sleeps `wait` unless cancelled first; false when cancelled.
+  // Waits `wait` (reconnecting meanwhile) unless cancelled first; false when cancelled.
   bool Backoff(absl::Duration wait);
   void End(absl::Status status);
 
@@ -42,7 +42,6 @@ class SyncStream final : public GenerationStream {
   absl::Status status_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;
   std::unique_ptr<grpc::ClientContext> ctx_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;
