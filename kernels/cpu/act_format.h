@@ -29,4 +29,19 @@ struct SplitActFormat {
   }
 };
 
+// The AVX-512 variant's rows: the split layout of G = 4 blocks per quad, with what every dot
+// product of a quad needs from the token precomputed beside it, so a matmul step reads it with
+// plain loads. Each quad takes 256 contiguous bytes:
+//   [0, 64)    low halves of the 4 blocks (16 bytes each)
+//   [64, 128)  high halves
+//   [128, 192) 16 int32: minus the sum of the 8 values feeding each 32-bit lane of a dot product
+//              (4 from the low and 4 from the high vector), to remove a weight offset exactly
+//   [192, 256) 16 floats: the block scales spread over their lanes (lanes 4i..4i+3: block i)
+// Padding blocks are zero.
+struct QuadActFormat {
+  static constexpr int64_t kQuadBytes = 256;
+  static int64_t Quads(int64_t K) { return (K / 32 + 3) / 4; }
+  static int64_t RowBytes(int64_t K) { return Quads(K) * kQuadBytes; }
+};
+
 }  // namespace flotilla::kernels::cpu

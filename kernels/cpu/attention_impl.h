@@ -5,6 +5,10 @@
 // The group kernel computes every query head of one KV head with the same arithmetic as the
 // single-head kernel (same dot products, same softmax, values summed in the same order), so the
 // two agree bit for bit; it only reads each K and V row from memory once for the whole group.
+//
+// The vector variants sum the values per KV block in registers (PagedAttentionVecImpl): for each
+// block and head, sum_s p_s * v_s over the block's slots is accumulated in vector registers and
+// then added to the output once, instead of a read-modify-write of the output per position.
 #pragma once
 
 #include <algorithm>
@@ -75,6 +79,68 @@ void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, fl
       for (int g = 0; g < group; ++g) Axpy(scratch[g * stride + j + s], v, o + g * hd, hd);
     }
   }
+}
+
+// V: the variant's vector policy (Reg, kWidth, Zero, Load(p, n), Store(p, v, n), Fmadd(a, x, acc),
+// Add). Handles head_dim <= kMaxRegs * V::kWidth; `heads` consecutive query heads of KV head kvh
+// starting at query head h0 (a whole group, or one head).
+template <class V, float (*Dot)(const float*, const float*, int), void (*Softmax)(float*, int64_t)>
+void PagedAttentionVecImpl(const PagedAttentionArgs& a, int64_t t, int kvh, int h0, int heads, float* scratch) {
+  constexpr int kMaxRegs = 8;
+  const int hd = a.head_dim;
+  const int bs = a.block_size;
+  const int n = a.positions[t] + 1;
+  const int64_t stride = (n + 15) / 16 * 16;
+  const float* q = a.q + t * a.q_stride + static_cast<int64_t>(h0) * hd;
+  const int32_t* table = a.block_tables[t];
+  const int64_t block_stride = static_cast<int64_t>(a.n_kv_heads) * bs * hd;
+  const int64_t head_off = static_cast<int64_t>(kvh) * bs * hd;
+
+  for (int j = 0, b = 0; j < n; j += bs, ++b) {
+    const float* kb = a.k_cache + table[b] * block_stride + head_off;
+    const int cnt = std::min(bs, n - j);
+    for (int s = 0; s < cnt; ++s) {
+      const float* k = kb + static_cast<int64_t>(s) * hd;
+      for (int g = 0; g < heads; ++g) scratch[g * stride + j + s] = Dot(q + g * hd, k, hd) * a.scale;
+    }
+  }
+  for (int g = 0; g < heads; ++g) Softmax(scratch + g * stride, n);
+  float* o = a.out + t * a.out_stride + static_cast<int64_t>(h0) * hd;
+  std::memset(o, 0, sizeof(float) * hd * heads);
+  const int regs = (hd + V::kWidth - 1) / V::kWidth;
+  for (int j = 0, b = 0; j < n; j += bs, ++b) {
+    const float* vb = a.v_cache + table[b] * block_stride + head_off;
+    const int cnt = std::min(bs, n - j);
+    for (int g = 0; g < heads; ++g) {
+      const float* p = scratch + g * stride + j;
+      typename V::Reg acc[kMaxRegs];
+      for (int i = 0; i < regs; ++i) acc[i] = V::Zero();
+      for (int s = 0; s < cnt; ++s) {
+        const float* v = vb + static_cast<int64_t>(s) * hd;
+        for (int i = 0; i < regs; ++i) acc[i] = V::Fmadd(p[s], V::Load(v + i * V::kWidth, hd - i * V::kWidth), acc[i]);
+      }
+      float* og = o + g * hd;
+      for (int i = 0; i < regs; ++i) {
+        const int rest = hd - i * V::kWidth;
+        V::Store(og + i * V::kWidth, V::Add(V::Load(og + i * V::kWidth, rest), acc[i]), rest);
+      }
+    }
+  }
+}
+
+template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
+          void (*Softmax)(float*, int64_t)>
+void PagedAttentionHeadVec(const PagedAttentionArgs& a, int64_t t, int h, float* scratch) {
+  if (a.head_dim > 8 * V::kWidth) return PagedAttentionImpl<Dot, Axpy, Softmax>(a, t, h, scratch);
+  PagedAttentionVecImpl<V, Dot, Softmax>(a, t, h / (a.n_heads / a.n_kv_heads), h, 1, scratch);
+}
+
+template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
+          void (*Softmax)(float*, int64_t)>
+void PagedAttentionGroupVec(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
+  if (a.head_dim > 8 * V::kWidth) return PagedAttentionGroupImpl<Dot, Axpy, Softmax>(a, t, kvh, scratch);
+  const int group = a.n_heads / a.n_kv_heads;
+  PagedAttentionVecImpl<V, Dot, Softmax>(a, t, kvh, kvh * group, group, scratch);
 }
 
 }  // namespace

@@ -411,6 +411,25 @@ void SiluMulAvx2(const float* g, const float* u, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+struct V256 {
+  using Reg = __m256;
+  static constexpr int kWidth = 8;
+  static FLOTILLA_INLINE __m256i Mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static FLOTILLA_INLINE Reg Zero() { return _mm256_setzero_ps(); }
+  static FLOTILLA_INLINE Reg Load(const float* p, int n) { return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, Mask(n)); }
+  static FLOTILLA_INLINE void Store(float* p, Reg v, int n) {
+    if (n >= 8) {
+      _mm256_storeu_ps(p, v);
+    } else {
+      _mm256_maskstore_ps(p, Mask(n), v);
+    }
+  }
+  static FLOTILLA_INLINE Reg Fmadd(float a, Reg x, Reg acc) { return _mm256_fmadd_ps(_mm256_set1_ps(a), x, acc); }
+  static FLOTILLA_INLINE Reg Add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+};
+
 KernelTable MakeTable() {
   KernelTable t{};
   t.isa = "avx2";
@@ -428,8 +447,8 @@ KernelTable MakeTable() {
   t.softmax = SoftmaxAvx2;
   t.silu_mul = SiluMulAvx2;
   t.add = AddPlain;
-  t.attention = PagedAttentionImpl<DotAvx2, AxpyAvx2, SoftmaxAvx2>;
-  t.attention_group = PagedAttentionGroupImpl<DotAvx2, AxpyAvx2, SoftmaxAvx2>;
+  t.attention = PagedAttentionHeadVec<V256, DotAvx2, AxpyAvx2, SoftmaxAvx2>;
+  t.attention_group = PagedAttentionGroupVec<V256, DotAvx2, AxpyAvx2, SoftmaxAvx2>;
   return t;
 }
 

@@ -18,6 +18,7 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/cpu/act_format.h"
@@ -31,7 +32,6 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-using Fmt = SplitActFormat<4>;
 
 // exp(x) to about 2 ulp over the range that matters for softmax and SiLU (Cephes polynomial).
 FLOTILLA_INLINE __m512 Exp16(__m512 x) {
@@ -94,107 +94,144 @@ void QuantizeQ8Ggml(const float* x, void* out, int64_t n) {
 }
 
 int64_t ActRowBytes(DType w, int64_t K) {
-  return IsBlockQuantized(w) ? Fmt::RowBytes(K) : K * static_cast<int64_t>(sizeof(float));
+  return IsBlockQuantized(w) ? QuadActFormat::RowBytes(K) : K * static_cast<int64_t>(sizeof(float));
 }
 
 void QuantizeAct(DType, const float* x, void* out, int64_t K) {
-  const int64_t nb = K / kQK, nbp = Fmt::PaddedBlocks(K);
-  int8_t* qs = Fmt::Qs(out);
-  float* d = Fmt::D(out, K);
-  for (int64_t b = 0; b < nb; ++b) {
-    const QuantizedBlock q = QuantizeBlock(x + b * kQK);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::LoOffset(b)), q.lo);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::HiOffset(b)), q.hi);
-    d[b] = _cvtsh_ss(q.d16);
-  }
-  for (int64_t b = nb; b < nbp; ++b) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::LoOffset(b)), _mm_setzero_si128());
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + Fmt::HiOffset(b)), _mm_setzero_si128());
-    d[b] = 0.0f;
+  const int64_t nb = K / kQK;
+  auto* row = static_cast<uint8_t*>(out);
+  for (int64_t q = 0; q < QuadActFormat::Quads(K); ++q) {
+    uint8_t* quad = row + q * QuadActFormat::kQuadBytes;
+    uint16_t d16[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; ++i) {
+      const int64_t b = q * 4 + i;
+      QuantizedBlock qb{_mm_setzero_si128(), _mm_setzero_si128(), 0};
+      if (b < nb) qb = QuantizeBlock(x + b * kQK);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(quad + 16 * i), qb.lo);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(quad + 64 + 16 * i), qb.hi);
+      d16[i] = qb.d16;
+    }
+    const __m512i lo = _mm512_loadu_si512(quad), hi = _mm512_loadu_si512(quad + 64);
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, lo), ones, hi);
+    _mm512_storeu_si512(quad + 128, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+    uint64_t packed;
+    std::memcpy(&packed, d16, 8);
+    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    _mm512_storeu_ps(quad + 192, _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))))));
   }
 }
 
 void ActToQ8(DType, const void* act, void* out, int64_t K) {
   auto* y = static_cast<BlockQ8_0*>(out);
-  const int8_t* qs = Fmt::Qs(act);
-  const float* d = Fmt::D(act, K);
+  const auto* row = static_cast<const uint8_t*>(act);
   for (int64_t b = 0; b < K / kQK; ++b) {
-    y[b].d = _cvtss_sh(d[b], _MM_FROUND_TO_NEAREST_INT);
-    std::memcpy(y[b].qs, qs + Fmt::LoOffset(b), 16);
-    std::memcpy(y[b].qs + 16, qs + Fmt::HiOffset(b), 16);
+    const uint8_t* quad = row + b / 4 * QuadActFormat::kQuadBytes;
+    float d;
+    std::memcpy(&d, quad + 192 + 16 * (b % 4), 4);
+    y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    std::memcpy(y[b].qs, quad + 16 * (b % 4), 16);
+    std::memcpy(y[b].qs + 16, quad + 64 + 16 * (b % 4), 16);
   }
 }
 
 // ---- quantized weights -------------------------------------------------------------------------
+//
+// One step is a quad: four ggml blocks in place, gathered with two-table byte permutes into the
+// split form and offset to unsigned bytes, and their four f16 scales spread to the lanes of their
+// blocks (lanes 4i..4i+3: block i) with one word permute.
 
-// Four ggml Q8_0 blocks as split vectors of unsigned bytes (value + 128).
+template <int kBlockBytes>
+__m512i MakeByteIndex(int first, int table_a, int table_b) {
+  alignas(64) char idx[64];
+  for (int j = 0; j < 64; ++j) {
+    const int off = (j / 16) * kBlockBytes + 2 + first + j % 16;
+    idx[j] = static_cast<char>(off >= table_a && off - table_a < 64 ? off - table_a : 64 + off - table_b);
+  }
+  return _mm512_load_si512(idx);
+}
+
+template <int kBlockBytes>
+__m512i MakeScaleIndex(int table_a, int table_b) {
+  alignas(64) int16_t idx[32];
+  for (int j = 0; j < 32; ++j) {
+    const int off = (j < 16 ? j / 4 : 0) * kBlockBytes;  // upper half unused
+    idx[j] = static_cast<int16_t>(off >= table_a && off - table_a < 64 ? (off - table_a) / 2 : 32 + (off - table_b) / 2);
+  }
+  return _mm512_load_si512(idx);
+}
+
+// 64 bytes at p; for the last, partial step only the first `valid` (masked: nothing past them is
+// read, and the rest reads as zero: zero weights and zero scales add exact zeros).
+template <bool kTail>
+FLOTILLA_INLINE __m512i LoadBytes(const uint8_t* p, int valid) {
+  if constexpr (!kTail) {
+    return _mm512_loadu_si512(p);
+  } else {
+    const __mmask64 m = valid >= 64 ? ~__mmask64{0} : valid <= 0 ? __mmask64{0} : (__mmask64{1} << valid) - 1;
+    return _mm512_maskz_loadu_epi8(m, p);
+  }
+}
+
 struct Q8W {
-  using Block = BlockQ8_0;
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
-  static constexpr char kOffset = static_cast<char>(128);
-  static FLOTILLA_INLINE void Load4(const uint8_t* p, __m512i& lo, __m512i& hi) {
-    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2))),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36)), 1);
-    const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 70))),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 104)), 1);
-    // a = [b0 lo, b0 hi, b1 lo, b1 hi], b = [b2 lo, b2 hi, b3 lo, b3 hi] (16-byte lanes).
-    const __m512i bias = _mm512_set1_epi8(kOffset);
-    lo = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0)), bias);
-    hi = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1)), bias);
+  static constexpr int kStepBytes = 4 * kBlockBytes;
+  static constexpr int kShift = 7;  // weights offset by 128
+  struct Consts {
+    __m512i lo_idx = MakeByteIndex<kBlockBytes>(0, 0, 64);    // quants 0..15: bytes 2..119
+    __m512i hi_idx = MakeByteIndex<kBlockBytes>(16, 8, 72);   // quants 16..31: bytes 18..135
+    __m512i d_idx = MakeScaleIndex<kBlockBytes>(0, 64);       // scales at 0, 34, 68, 102
+  };
+  template <bool kTail>
+  static FLOTILLA_INLINE void Load(const uint8_t* p, int valid, const Consts& c, __m512i& lo, __m512i& hi, __m512& d) {
+    const __m512i a = LoadBytes<kTail>(p, valid), b = LoadBytes<kTail>(p + 64, valid - 64);
+    const __m512i a8 = LoadBytes<kTail>(p + 8, valid - 8), b8 = LoadBytes<kTail>(p + 72, valid - 72);
+    const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
+    lo = _mm512_xor_si512(_mm512_permutex2var_epi8(a, c.lo_idx, b), bias);
+    hi = _mm512_xor_si512(_mm512_permutex2var_epi8(a8, c.hi_idx, b8), bias);
+    d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(a, c.d_idx, b)));
   }
 };
 
-// Four ggml Q4_0 blocks: nibbles as unsigned bytes (value + 8). Low nibbles are elements 0..15.
 struct Q4W {
-  using Block = BlockQ4_0;
   static constexpr int kBlockBytes = sizeof(BlockQ4_0);
-  static constexpr char kOffset = 8;
-  static FLOTILLA_INLINE void Load4(const uint8_t* p, __m512i& lo, __m512i& hi) {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 38)), 2);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 56)), 3);
+  static constexpr int kStepBytes = 4 * kBlockBytes;
+  static constexpr int kShift = 3;  // nibbles are values + 8
+  struct Consts {
+    __m512i q_idx = MakeByteIndex<kBlockBytes>(0, 0, 8);  // 16 packed bytes per block: bytes 2..71
+    __m512i d_idx = MakeScaleIndex<kBlockBytes>(0, 8);    // scales at 0, 18, 36, 54
+  };
+  template <bool kTail>
+  static FLOTILLA_INLINE void Load(const uint8_t* p, int valid, const Consts& c, __m512i& lo, __m512i& hi, __m512& d) {
+    const __m512i a = LoadBytes<kTail>(p, valid), b = LoadBytes<kTail>(p + 8, valid - 8);
+    const __m512i v = _mm512_permutex2var_epi8(a, c.q_idx, b);
     const __m512i m = _mm512_set1_epi8(0x0f);
     lo = _mm512_and_si512(v, m);
     hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
+    d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(c.d_idx, a)));
   }
 };
 
-// The f16 scales of four blocks `stride` bytes apart, as floats.
-FLOTILLA_INLINE __m128 Scales4(const uint8_t* p, int stride) {
-  uint16_t h[4];
-  for (int i = 0; i < 4; ++i) std::memcpy(&h[i], p + i * stride, 2);
-  uint64_t packed = h[0] | static_cast<uint64_t>(h[1]) << 16 | static_cast<uint64_t>(h[2]) << 32 | static_cast<uint64_t>(h[3]) << 48;
-  return _mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed)));
-}
-
-// Lanes 4i..4i+3 hold block i of a step.
-FLOTILLA_INLINE __m512 Spread4(__m128 v) {
-  const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
-}
-
-template <class W, int R, int T, bool kPrefetch>
-FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const int8_t* const* xq, const float* const* xd, int64_t q,
-                               __m512 (&acc)[R][T]) {
-  constexpr int kStepBytes = 4 * W::kBlockBytes;
+// One quad for R rows x T tokens. pf: bytes ahead of each row's quad to prefetch (0: none).
+// kTail: the last quad of the rows, with only `valid` bytes of weights.
+template <class W, int R, int T, bool kTail = false>
+FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const uint8_t* const* xp, int64_t pf, const typename W::Consts& c,
+                               __m512 (&acc)[R][T], int valid = W::kStepBytes) {
   __m512i lo[R], hi[R];
   __m512 dw[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
-    const uint8_t* p = wp[r];
-    if constexpr (kPrefetch) _mm_prefetch(reinterpret_cast<const char*>(p) + 8 * kStepBytes, _MM_HINT_T0);
-    W::Load4(p, lo[r], hi[r]);
-    dw[r] = Spread4(Scales4(p, W::kBlockBytes));
+    if (pf) {
+      for (int o = 0; o < W::kStepBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + pf + o, _MM_HINT_T0);
+    }
+    W::template Load<kTail>(wp[r], valid, c, lo[r], hi[r], dw[r]);
   }
-  const __m512i bias = _mm512_set1_epi8(W::kOffset);
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
-    const __m512i xlo = _mm512_loadu_si512(xq[t] + q * 128);
-    const __m512i xhi = _mm512_loadu_si512(xq[t] + q * 128 + 64);
-    const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, xlo), bias, xhi);
-    const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
-    const __m512 dx = Spread4(_mm_loadu_ps(xd[t] + q * 4));
+    const __m512i xlo = _mm512_loadu_si512(xp[t]);
+    const __m512i xhi = _mm512_loadu_si512(xp[t] + 64);
+    const __m512i start = _mm512_slli_epi32(_mm512_loadu_si512(xp[t] + 128), W::kShift);
+    const __m512 dx = _mm512_loadu_ps(xp[t] + 192);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo[r], xlo), hi[r], xhi);
@@ -203,61 +240,65 @@ FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const int8_t* const* xq
   }
 }
 
+// Tunables, fixed at start-up (FLOTILLA_Q_DECODE_ROWS, FLOTILLA_Q_PREFETCH for experiments).
+int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+const int kDecodeRows = EnvInt("FLOTILLA_Q_DECODE_ROWS", 1);    // rows per tile when M < 4
+const int kPrefetchTiles = EnvInt("FLOTILLA_Q_PREFETCH", 2);    // prefetch this many tiles ahead
+
 template <class W, int R, int T>
-void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
+void QuantTile(const MatMulArgs& a, int64_t n, int64_t m, const typename W::Consts& c) {
   const int64_t nb = a.K / kQK;
   const int64_t steps = nb / 4;
   const int rem = static_cast<int>(nb % 4);
-  const uint8_t* wq[R];
-  for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(a.w) + (n + r) * a.w_row_bytes;
-  const int8_t* xq[T];
-  const float* xd[T];
-  for (int t = 0; t < T; ++t) {
-    const void* row = static_cast<const char*>(a.x) + (m + t) * a.x_row_bytes;
-    xq[t] = Fmt::Qs(row);
-    xd[t] = Fmt::D(row, a.K);
-  }
+  const uint8_t* wp[R];
+  for (int r = 0; r < R; ++r) wp[r] = static_cast<const uint8_t*>(a.w) + (n + r) * a.w_row_bytes;
+  const uint8_t* xp[T];
+  for (int t = 0; t < T; ++t) xp[t] = static_cast<const uint8_t*>(a.x) + (m + t) * a.x_row_bytes;
   __m512 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  constexpr int kStepBytes = 4 * W::kBlockBytes;
-  const uint8_t* wp[R];
-  int64_t q = 0;
-  for (; q + 8 < steps; ++q) {
-    for (int r = 0; r < R; ++r) wp[r] = wq[r] + q * kStepBytes;
-    QuantStep<W, R, T, true>(wp, xq, xd, q, acc);
+  // Prefetch the same quad of the rows a few tiles ahead: rows lie back to back, so the tiles of
+  // a chunk form one contiguous stream, which this keeps ahead of (short interleaved row streams
+  // defeat the hardware prefetcher). Prefetching past the matrix is harmless.
+  const int64_t pf = kPrefetchTiles * R * a.w_row_bytes;
+  for (int64_t q = 0; q < steps; ++q) {
+    QuantStep<W, R, T>(wp, xp, pf, c, acc);
+    for (int r = 0; r < R; ++r) wp[r] += W::kStepBytes;
+    for (int t = 0; t < T; ++t) xp[t] += QuadActFormat::kQuadBytes;
   }
-  for (; q < steps; ++q) {
-    for (int r = 0; r < R; ++r) wp[r] = wq[r] + q * kStepBytes;
-    QuantStep<W, R, T, false>(wp, xq, xd, q, acc);
-  }
-  if (rem) {
-    // The last 1..3 blocks, copied into a zeroed whole step (zero scales: they add exact zeros).
-    alignas(64) uint8_t tail[R][kStepBytes];
-    for (int r = 0; r < R; ++r) {
-      std::memset(tail[r], 0, sizeof(tail[r]));
-      std::memcpy(tail[r], wq[r] + steps * kStepBytes, rem * W::kBlockBytes);
-      wp[r] = tail[r];
-    }
-    QuantStep<W, R, T, false>(wp, xq, xd, steps, acc);
-  }
+  // The last 1..3 blocks (the activation's padding blocks are zero).
+  if (rem) QuantStep<W, R, T, true>(wp, xp, 0, c, acc, rem * W::kBlockBytes);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-// Rows in tiles of 4 (then 1), tokens in tiles of 4 (then 1); decode (M = 1) takes tiles of 4x1.
+// Decode (M < 4): tiles of kDecodeRows rows x 1 token. Batches: 4 rows x 4 tokens.
 template <class W>
 void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  static const typename W::Consts c;
   int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    int64_t m = 0;
-    for (; m + 4 <= a.M; m += 4) QuantTile<W, 4, 4>(a, n, m);
-    for (; m < a.M; ++m) QuantTile<W, 4, 1>(a, n, m);
+  if (a.M < 4) {
+    if (kDecodeRows >= 4) {
+      for (; n + 4 <= n1; n += 4)
+        for (int64_t m = 0; m < a.M; ++m) QuantTile<W, 4, 1>(a, n, m, c);
+    } else if (kDecodeRows == 2) {
+      for (; n + 2 <= n1; n += 2)
+        for (int64_t m = 0; m < a.M; ++m) QuantTile<W, 2, 1>(a, n, m, c);
+    }
+  } else {
+    for (; n + 4 <= n1; n += 4) {
+      int64_t m = 0;
+      for (; m + 4 <= a.M; m += 4) QuantTile<W, 4, 4>(a, n, m, c);
+      for (; m < a.M; ++m) QuantTile<W, 4, 1>(a, n, m, c);
+    }
   }
   for (; n < n1; ++n) {
     int64_t m = 0;
-    for (; m + 4 <= a.M; m += 4) QuantTile<W, 1, 4>(a, n, m);
-    for (; m < a.M; ++m) QuantTile<W, 1, 1>(a, n, m);
+    for (; m + 4 <= a.M; m += 4) QuantTile<W, 1, 4>(a, n, m, c);
+    for (; m < a.M; ++m) QuantTile<W, 1, 1>(a, n, m, c);
   }
 }
 
@@ -345,6 +386,13 @@ void MatMulFloat(const MatMulArgs& a, int64_t n0, int64_t n1) {
 // ---- vector primitives for attention and element-wise ops --------------------------------------
 
 float Dot512(const float* a, const float* b, int n) {
+  if (n <= 8) {  // small heads: one 256-bit product and a short horizontal sum
+    const __mmask8 m = static_cast<__mmask8>((1u << n) - 1);
+    const __m256 p = _mm256_mul_ps(_mm256_maskz_loadu_ps(m, a), _mm256_maskz_loadu_ps(m, b));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(p), _mm256_extractf128_ps(p, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
   __m512 acc = _mm512_setzero_ps();
   int i = 0;
   for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
@@ -405,6 +453,22 @@ void SiluMul512(const float* g, const float* u, float* out, int64_t n) {
   }
 }
 
+struct V512 {
+  using Reg = __m512;
+  static constexpr int kWidth = 16;
+  static FLOTILLA_INLINE Reg Zero() { return _mm512_setzero_ps(); }
+  static FLOTILLA_INLINE Reg Load(const float* p, int n) { return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(TailMask(n), p); }
+  static FLOTILLA_INLINE void Store(float* p, Reg v, int n) {
+    if (n >= 16) {
+      _mm512_storeu_ps(p, v);
+    } else {
+      _mm512_mask_storeu_ps(p, TailMask(n), v);
+    }
+  }
+  static FLOTILLA_INLINE Reg Fmadd(float a, Reg x, Reg acc) { return _mm512_fmadd_ps(_mm512_set1_ps(a), x, acc); }
+  static FLOTILLA_INLINE Reg Add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+};
+
 KernelTable MakeTable() {
   KernelTable t{};
   t.isa = "avx512";
@@ -422,8 +486,8 @@ KernelTable MakeTable() {
   t.softmax = Softmax512;
   t.silu_mul = SiluMul512;
   t.add = AddPlain;
-  t.attention = PagedAttentionImpl<Dot512, Axpy512, Softmax512>;
-  t.attention_group = PagedAttentionGroupImpl<Dot512, Axpy512, Softmax512>;
+  t.attention = PagedAttentionHeadVec<V512, Dot512, Axpy512, Softmax512>;
+  t.attention_group = PagedAttentionGroupVec<V512, Dot512, Axpy512, Softmax512>;
   return t;
 }
 

@@ -33,6 +33,7 @@ CpuFeatures Probe() {
       f.avx512bw = b & (1u << 30);
       f.avx512vl = b & (1u << 31);
       f.avx512vnni = c & (1u << 11);
+      f.avx512vbmi = c & (1u << 1);
     }
   }
   if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = a & (1u << 4);
@@ -55,6 +56,7 @@ std::string CpuFeatures::ToString() const {
   add(avx512bw, "avx512bw");
   add(avx512vl, "avx512vl");
   add(avx512vnni, "avx512vnni");
+  add(avx512vbmi, "avx512vbmi");
   add(avxvnni, "avxvnni");
   return s.empty() ? "none" : s;
 }

@@ -13,11 +13,14 @@ struct CpuFeatures {
   bool avx512bw = false;
   bool avx512vl = false;
   bool avx512vnni = false;
+  bool avx512vbmi = false;
   bool avxvnni = false;
 
   bool HasAvx2Set() const { return avx2 && fma && f16c; }
-  // What avx512_kernels.cc is compiled for.
-  bool HasAvx512Set() const { return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512vnni; }
+  // What avx512_kernels.cc is compiled for (Ice Lake, Sapphire Rapids, Zen 4 and later).
+  bool HasAvx512Set() const {
+    return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512vnni && avx512vbmi;
+  }
   std::string ToString() const;
 };
 
