@@ -230,3 +230,30 @@ TEST_F(FleetCommands, CtrlCDrainsAndStopsEverything) {
 
 }  // namespace
 }  // namespace flotilla::testing
+
+namespace flotilla::testing {
+namespace {
+
+// `flotilla autoscale` is the autoscaler library's loop with its flags: with the local backend
+// it starts the pool's minimum, writes the fleet file, and drains it all on Ctrl-C.
+TEST(AutoscaleCommand, RunsTheLoopAndStopsItsWorkersOnSigint) {
+  TempDir dir;
+  Subprocess as;
+  ASSERT_TRUE(as.Start({BinDir() + "/flotilla", "autoscale", "--backend", "local", "--work-dir", dir.File("work"),
+                        "--interval", "1", "--worker-binary", BinDir() + "/flotilla-worker", "--pool",
+                        "model=tiny,model_path=stories260K-q8_0.gguf,min_replicas=1,max_replicas=2,"
+                        "extra_args=--ctx-size 512 --threads 1"},
+                       dir.File("autoscale.log")));
+  std::string fleet;
+  for (int i = 0; i < 300 && fleet.find(" tiny ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    fleet = ReadBytes(dir.File("work/fleet.txt"));
+  }
+  ASSERT_NE(fleet.find(" tiny "), std::string::npos) << as.Log();
+  const int code = as.Stop(SIGINT, std::chrono::seconds(60));
+  EXPECT_TRUE(WIFEXITED(code) && WEXITSTATUS(code) == 0) << as.Log();
+  EXPECT_EQ(ReadBytes(dir.File("work/fleet.txt")).find(" tiny "), std::string::npos) << "workers left in the fleet file";
+}
+
+}  // namespace
+}  // namespace flotilla::testing
