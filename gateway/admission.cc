@@ -78,8 +78,9 @@ AdmissionDecision Admit(const AdmissionConfig& config, const PoolLoad& load, siz
     return d;
   }
   d.verdict = AdmissionVerdict::kReject;
-  d.status = Overloaded(absl::StrCat("every worker of the model is saturated and ", queued,
-                                     " requests already wait; retry later"),
+  d.status = Overloaded(absl::StrCat("every worker of the model is saturated (", load.outstanding, " requests on ",
+                                     load.total_slots, " sequence slots) and ", queued,
+                                     " requests already wait in the gateway; retry later"),
                         ShedRetryAfterMs(config, load, queued));
   return d;
 }

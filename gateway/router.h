@@ -38,10 +38,18 @@ struct WorkerView {
   uint32_t max_num_seqs = 1;
   double kv_usage = 0;    // 0..1
   uint32_t inflight = 0;  // this gateway's open calls to the worker (always current)
+  // This gateway's open calls when the report was taken: the report already counts those, so
+  // only the change since then is added to it (other gateways' load stays as reported).
+  uint32_t inflight_at_report = 0;
   bool available = true;  // healthy, serving, not draining, circuit not open
 
-  // Requests on the worker as far as this gateway knows: its report lags, our own count does not.
-  uint32_t Outstanding() const { return std::max(running + waiting, inflight); }
+  // Requests on the worker as far as this gateway knows: the last report, corrected by what this
+  // gateway sent or saw finish since; never less than our own open calls.
+  uint32_t Outstanding() const {
+    const int64_t est = static_cast<int64_t>(running + waiting) + static_cast<int64_t>(inflight) -
+                        static_cast<int64_t>(inflight_at_report);
+    return static_cast<uint32_t>(std::max<int64_t>(est, inflight));
+  }
   // Full: every sequence slot busy and `queue_depth` more already waiting.
   bool Saturated(uint32_t queue_depth) const { return Outstanding() >= max_num_seqs + queue_depth; }
 };

@@ -1,5 +1,6 @@
 #include "gateway/worker_client.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "grpcpp/create_channel.h"
@@ -9,6 +10,12 @@
 
 namespace flotilla::gateway {
 namespace {
+
+int64_t UnixMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+constexpr int64_t kEventHorizonUs = 5'000'000;  // reports older than this are stale anyway
 
 std::chrono::system_clock::time_point DeadlineIn(TimeNs ns) {
   return std::chrono::system_clock::now() + std::chrono::nanoseconds(ns);
@@ -156,6 +163,9 @@ WorkerView WorkerClient::View(TimeNs now) const {
   if (fresh) {
     v.running = load_.running();
     v.waiting = load_.waiting();
+    // Outstanding() = report + ours now - ours then = ours now + others.
+    const uint32_t total = load_.running() + load_.waiting();
+    v.inflight_at_report = total > others_ ? total - others_ : 0;
     v.kv_usage = load_.kv_usage();
     if (load_.max_num_seqs() > 0) v.max_num_seqs = load_.max_num_seqs();
     if (!load_.zone().empty()) v.zone = load_.zone();
@@ -170,6 +180,9 @@ bool WorkerClient::BeginRequest() {
   absl::MutexLock lock(&mu_);
   if (!breaker_.Allow(clock_->Now())) return false;
   inflight_.fetch_add(1, std::memory_order_relaxed);
+  const int64_t now = UnixMicros();
+  events_.emplace_back(now, +1);
+  while (!events_.empty() && events_.front().first < now - kEventHorizonUs) events_.pop_front();
   return true;
 }
 
@@ -186,6 +199,7 @@ void WorkerClient::EndRequest(bool worker_failed) {
       breaker_.RecordSuccess(now);
     }
     inflight_.fetch_sub(1, std::memory_order_relaxed);
+    events_.emplace_back(UnixMicros(), -1);
   }
   if (ejected) {
     SPDLOG_WARN("worker {} ejected after consecutive failures", address_);
@@ -316,6 +330,14 @@ void WorkerClient::OnLoadReport(const worker::v1::LoadReport& report) {
     absl::MutexLock lock(&mu_);
     load_ = report;
     load_at_ = clock_->Now();
+    const int64_t total = static_cast<int64_t>(report.running()) + report.waiting();
+    // Ours when the report was taken = ours now, minus starts since, plus ends since.
+    const int64_t taken_us = report.timestamp_ms() > 0 ? report.timestamp_ms() * 1000 + 500 : UnixMicros();
+    int64_t ours_then = inflight_.load(std::memory_order_relaxed);
+    for (auto it = events_.rbegin(); it != events_.rend() && it->first > taken_us; ++it) ours_then -= it->second;
+    others_recent_[others_next_++ % others_recent_.size()] =
+        static_cast<uint32_t>(std::max<int64_t>(0, total - std::max<int64_t>(0, ours_then)));
+    others_ = *std::min_element(others_recent_.begin(), others_recent_.end());
   }
   Notify();
 }

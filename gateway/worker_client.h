@@ -6,7 +6,9 @@
 // Thread-safety: every public method may be called from any thread.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -109,6 +111,16 @@ class WorkerClient : public std::enable_shared_from_this<WorkerClient> {
   Health health_ ABSL_GUARDED_BY(mu_) = Health::kUnknown;
   worker::v1::LoadReport load_ ABSL_GUARDED_BY(mu_);
   TimeNs load_at_ ABSL_GUARDED_BY(mu_) = 0;
+  // Requests on the worker that are not ours (other gateways'). A report is taken some time before
+  // it arrives; our requests that started or ended in between are accounted for with the report's
+  // timestamp and our recent start/end events (unix microseconds, +1 start / -1 end).
+  // Even so a report can show one of ours that just ended as still there (the worker's books and
+  // its final message are not one event): real load from elsewhere persists across reports, such
+  // phantoms do not, so the estimate is the smallest of the last three.
+  uint32_t others_ ABSL_GUARDED_BY(mu_) = 0;
+  std::array<uint32_t, 3> others_recent_ ABSL_GUARDED_BY(mu_) = {0, 0, 0};
+  size_t others_next_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<int64_t, int>> events_ ABSL_GUARDED_BY(mu_);
   CircuitBreaker breaker_ ABSL_GUARDED_BY(mu_);
   LoadWatcher* watcher_ ABSL_GUARDED_BY(mu_) = nullptr;
   TimerThread::TaskId health_task_ = 0;

@@ -60,6 +60,22 @@ TEST(RouterTest, LeastLoadUsesOwnInflightWhenReportsLag) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(*r.Pick(ws, {}, {}, rng), 1u);
 }
 
+TEST(RouterTest, OutstandingCorrectsTheReportByOwnChangesSinceIt) {
+  WorkerView w;
+  w.running = 8;  // all eight ours when reported...
+  w.inflight_at_report = 8;
+  w.inflight = 6;  // ...and two have finished since
+  EXPECT_EQ(w.Outstanding(), 6u);
+  w.running = 10;  // another gateway's load shows only in the report
+  w.inflight_at_report = 4;
+  w.inflight = 5;
+  EXPECT_EQ(w.Outstanding(), 11u);
+  w.running = 0;  // a stale report never hides our own open calls
+  w.inflight_at_report = 9;
+  w.inflight = 3;
+  EXPECT_EQ(w.Outstanding(), 3u);
+}
+
 TEST(RouterTest, LeastLoadSpreadsOverManyWorkers) {
   Router r({LeastLoad{}, false, 100});
   Rng rng(11);
