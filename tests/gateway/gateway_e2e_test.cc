@@ -264,6 +264,42 @@ TEST_F(GatewayE2eTest, FileDiscoveryAddsAndRemovesWorkers) {
   EXPECT_EQ(r.Header("x-flotilla-worker"), w2->address);  // z1 is gone: spill over
 }
 
+TEST_F(GatewayE2eTest, DnsDiscoveryAndChatTemplatesFromWorkers) {
+  auto plain = env_.StartWorker({"--model-name", "story-plain"});
+  auto chatml = env_.StartWorker({"--model-name", "story-chatml", "--chat-template", "chatml"});
+  ASSERT_TRUE(plain && chatml);
+  // "localhost" resolves to 127.0.0.1 (and maybe ::1, which nothing listens on: never healthy).
+  auto g = env_.StartGateway({"--no-auth", "--workers-dns", "localhost:" + std::to_string(plain->grpc_port),
+                              "--workers", chatml->address});
+  ASSERT_TRUE(g);
+  auto models_up = [&](const GatewayProcess& gw) {
+    return WaitFor([&] {
+      auto m = json::parse(HttpGet(gw.http(), "/v1/models").body);
+      int healthy = 0;
+      for (const auto& x : m["data"]) healthy += x["healthy_workers"].get<int>();
+      return m["data"].size() == 2 && healthy == 2;
+    }, 20s);
+  };
+  ASSERT_TRUE(models_up(*g));
+  auto chat = [&](const GatewayProcess& gw, const std::string& model) {
+    json body = {{"model", model}, {"max_tokens", 4}, {"temperature", 0},
+                 {"messages", {{{"role", "system"}, {"content", "Be kind."}}, {{"role", "user"}, {"content", "Hello"}}}}};
+    auto r = HttpPost(gw.http(), "/v1/chat/completions", body.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body)["usage"]["prompt_tokens"].get<int>();
+  };
+  const int plain_tokens = chat(*g, "story-plain");
+  const int chatml_tokens = chat(*g, "story-chatml");
+  // The ChatML markers are not in this vocabulary, so they become text: a longer prompt.
+  EXPECT_GT(chatml_tokens, plain_tokens);
+  // Configuration beats what the worker says.
+  auto g2 = env_.StartGateway({"--no-auth", "--workers", plain->address + "," + chatml->address, "--chat-template",
+                               "story-chatml=plain"});
+  ASSERT_TRUE(g2);
+  ASSERT_TRUE(models_up(*g2));
+  EXPECT_EQ(chat(*g2, "story-chatml"), plain_tokens);
+}
+
 // Certificates for the TLS test, made with the openssl CLI: a CA, a server cert for 127.0.0.1
 // (used by the worker and the gateway), and a client cert for the gateway's mTLS to the worker.
 bool MakeCerts(const std::string& dir) {

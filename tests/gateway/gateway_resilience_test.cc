@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -247,6 +249,74 @@ TEST_F(GatewayResilienceTest, OverloadIsShedAtOnceWithRetryAfter) {
   // The admitted ones all finish (the queued two once slots free up).
   for (auto& t : long_ones) t.join();
   EXPECT_EQ(admitted_status, std::vector<int>(5, 200));
+}
+
+int ThreadCount(pid_t pid) {
+  std::string status = ReadFileOr("/proc/" + std::to_string(pid) + "/status");
+  size_t at = status.find("Threads:");
+  return at == std::string::npos ? -1 : std::stoi(status.substr(at + 8));
+}
+
+TEST_F(GatewayResilienceTest, HundredsOfOpenStreamsNeedFewThreads) {
+  auto w = env_.StartWorker({"--ctx-size", "4096", "--max-num-seqs", "32"});
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address, "--queue-depth", "1000"});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  const int threads_idle = ThreadCount(g->proc.pid());
+  json body = Completion("Once upon a time", 3000, false);
+  body["stream"] = true;
+  body["ignore_eos"] = true;
+  const std::string b = body.dump();
+  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(b.size()) + "\r\n\r\n" + b;
+  std::vector<int> fds;
+  for (int i = 0; i < 300; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(g->http_port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    fds.push_back(fd);
+  }
+  // All 300 are open at once (32 generating, the rest waiting in the worker's queue), and the
+  // clients read nothing: the gateway holds them with its fixed pool of threads.
+  EXPECT_TRUE(WaitFor([&] { return MetricValue(HttpGet(g->http(), "/metrics").body, "flotilla_gateway_open_streams", {{"api", "http"}}) == 300; }, 20s));
+  const int threads_busy = ThreadCount(g->proc.pid());
+  std::cerr << "gateway threads: " << threads_idle << " idle, " << threads_busy << " with 300 open streams\n";
+  EXPECT_LT(threads_busy, 64);
+  EXPECT_LE(threads_busy, threads_idle + 16);
+  EXPECT_GT(Load(*w).running(), 0u);
+  for (int fd : fds) close(fd);
+  // Every disconnect cancels its worker call: the worker empties and frees its KV cache.
+  EXPECT_TRUE(WaitFor([&] { auto l = Load(*w); return l.running() == 0 && l.waiting() == 0 && l.kv_usage() == 0.0; }, 20s));
+  EXPECT_TRUE(WaitFor([&] { return MetricValue(HttpGet(g->http(), "/metrics").body, "flotilla_gateway_open_streams", {{"api", "http"}}) == 0; }, 10s));
+}
+
+TEST_F(GatewayResilienceTest, SigtermDrainsInFlightRequests) {
+  auto w = env_.StartWorker({"--ctx-size", "4096"});
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  json body = Completion("Once upon a time", 2500, false);
+  body["ignore_eos"] = true;
+  HttpResult inflight;
+  std::thread t([&] { inflight = HttpPost(g->http(), "/v1/completions", body.dump()); });
+  ASSERT_TRUE(WaitFor([&] { return Load(*w).running() == 1; }, 10s));
+  g->proc.Signal(SIGTERM);
+  // Draining: readiness goes, new requests are refused, the open one finishes.
+  EXPECT_TRUE(WaitFor([&] { return HttpGet(g->http(), "/ready").status != 200; }, 5s));
+  auto late = HttpPost(g->http(), "/v1/completions", Completion("Once", 2).dump());
+  EXPECT_NE(late.status, 200);
+  t.join();
+  EXPECT_EQ(inflight.status, 200) << inflight.body;
+  EXPECT_EQ(json::parse(inflight.body)["usage"]["completion_tokens"], 2500);
+  auto st = g->proc.Wait(15s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
 }
 
 }  // namespace
