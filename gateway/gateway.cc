@@ -95,7 +95,9 @@ absl::Status Gateway::Init() {
     fo.credentials = grpc::InsecureChannelCredentials();
   }
   fleet_ = std::make_unique<Fleet>(std::move(fo), timer_.get(), clock_);
-  dispatcher_ = std::make_unique<Dispatcher>(c.dispatch, fleet_.get(), auth_.get(), limiter_.get(), cache_.get(),
+  DispatcherOptions dispatch = c.dispatch;
+  dispatch.json_logs = c.log_format == "json";
+  dispatcher_ = std::make_unique<Dispatcher>(dispatch, fleet_.get(), auth_.get(), limiter_.get(), cache_.get(),
                                              metrics_.get(), timer_.get(), clock_);
   Dispatcher* d = dispatcher_.get();
   fleet_->SetOnChange([d](const std::string& model) { d->OnPoolChanged(model); });

@@ -551,15 +551,18 @@ void Dispatcher::Request::Finish(absl::Status st) {
   if (d_->options_.log_requests) {
     std::string extra;
     if (d_->options_.log_prompts) {
-      extra = absl::StrCat(" prompt=\"", JsonEscape(in_.chat ? std::string("<chat>") : in_.prompt), "\" completion=\"",
-                           JsonEscape(completion_text), "\"");
+      std::string prompt = in_.prompt;
+      for (const auto& m : in_.messages) absl::StrAppend(&prompt, prompt.empty() ? "" : "\n", m.role, ": ", m.content);
+      extra = absl::StrCat(" prompt=\"", JsonEscape(prompt), "\" completion=\"", JsonEscape(completion_text), "\"");
     }
-    SPDLOG_INFO("request {} api={} tenant={} model={} code={} prompt_tokens={} completion_tokens={} ttft_ms={:.1f} "
-                "duration_ms={:.1f} worker={} attempts={} cached={}{}{}",
-                JsonEscape(in_.request_id), in_.api, tenant, JsonEscape(model), CodeName(st.code()), prompt_ids_.size(),
-                completion, info.ttft_s * 1e3, seconds * 1e3, info.worker, info.attempts, info.cached,
-                st.ok() ? std::string() : absl::StrCat(" error=\"", JsonEscape(std::string(st.message())), "\""),
-                extra);
+    std::string line = absl::StrFormat(
+        "request %s api=%s tenant=%s model=%s code=%s prompt_tokens=%d completion_tokens=%d ttft_ms=%.1f "
+        "duration_ms=%.1f worker=%s attempts=%d cached=%s%s%s",
+        JsonEscape(in_.request_id), in_.api, tenant, JsonEscape(model), CodeName(st.code()), prompt_ids_.size(),
+        completion, info.ttft_s * 1e3, seconds * 1e3, info.worker, info.attempts, info.cached ? "true" : "false",
+        st.ok() ? std::string() : absl::StrCat(" error=\"", JsonEscape(std::string(st.message())), "\""), extra);
+    // The JSON log pattern puts the message inside a JSON string as is: escape it once more there.
+    SPDLOG_INFO("{}", d_->options_.json_logs ? JsonEscape(line) : line);
   }
   d_->open_.fetch_sub(1);
   {

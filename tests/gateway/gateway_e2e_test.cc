@@ -14,6 +14,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "flotilla/v1/inference.grpc.pb.h"
@@ -298,6 +299,38 @@ TEST_F(GatewayE2eTest, DnsDiscoveryAndChatTemplatesFromWorkers) {
   ASSERT_TRUE(g2);
   ASSERT_TRUE(models_up(*g2));
   EXPECT_EQ(chat(*g2, "story-chatml"), plain_tokens);
+}
+
+TEST_F(GatewayE2eTest, JsonLogsCarryNoPromptTextUnlessAsked) {
+  auto w = env_.StartWorker();
+  ASSERT_TRUE(w);
+  auto quiet = env_.StartGateway({"--no-auth", "--workers", w->address, "--log-format", "json"});
+  auto loud = env_.StartGateway({"--no-auth", "--workers", w->address, "--log-format", "json", "--log-prompts"});
+  ASSERT_TRUE(quiet && loud);
+  ASSERT_TRUE(WaitHealthy(*quiet, 1) && WaitHealthy(*loud, 1));
+  const std::string secret = "The secret word is platypus";
+  for (const auto* g : {quiet.get(), loud.get()}) {
+    auto r = HttpPost(g->http(), "/v1/completions", Completion(secret, 4).dump(), "", {{"x-request-id", "id with \"quotes\""}});
+    ASSERT_EQ(r.status, 200);
+    json chat = {{"model", kModel}, {"max_tokens", 2}, {"messages", {{{"role", "user"}, {"content", secret + " again"}}}}};
+    ASSERT_EQ(HttpPost(g->http(), "/v1/chat/completions", chat.dump()).status, 200);
+  }
+  auto check = [&](const GatewayProcess& g, bool want_prompt) {
+    std::string log = ReadFileOr(g.log);
+    std::istringstream in(log);
+    std::string line;
+    int requests = 0;
+    while (std::getline(in, line)) {
+      json j = json::parse(line, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << "not JSON: " << line;
+      const std::string msg = j["msg"];
+      if (msg.rfind("request ", 0) == 0) ++requests;
+    }
+    EXPECT_EQ(requests, 2);
+    EXPECT_EQ(log.find("platypus") != std::string::npos, want_prompt) << log;
+  };
+  check(*quiet, false);
+  check(*loud, true);
 }
 
 // Certificates for the TLS test, made with the openssl CLI: a CA, a server cert for 127.0.0.1
