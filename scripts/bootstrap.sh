@@ -11,8 +11,12 @@ PACKAGES=(
   libboost-dev libhiredis-dev libssl-dev
   # integration tests: real servers and clients
   grpc-proto
-  prometheus redis-server python3-grpcio python3-protobuf nodejs npm curl
+  prometheus redis-server python3-grpcio python3-protobuf curl
 )
+# Node.js runs the official `openai` SDK in end-to-end tests. Some machines carry a vendor build
+# of nodejs that bundles npm and conflicts with Debian's npm: take whatever provides the commands.
+command -v node >/dev/null || PACKAGES+=(nodejs)
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
