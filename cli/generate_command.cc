@@ -160,6 +160,7 @@ int RunGenerate(GenerateArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);  // the text, then the summary on stderr
     if (status.ok()) {
       const double tps = e2e_s > ttft_s && ttft_s >= 0 && completion.token_ids.size() > 1
                              ? (completion.token_ids.size() - 1) / (e2e_s - ttft_s)

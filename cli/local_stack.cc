@@ -179,6 +179,8 @@ absl::Status LocalStack::StartGateway() {
   }
   gateway_grpc_port_ = j["grpc_port"].get<int>();
   gateway_http_port_ = j["http_port"].get<int>();
+  spdlog::info("gateway ready: grpc 127.0.0.1:{} http 127.0.0.1:{} (pid {}, log {})", gateway_grpc_port_,
+               gateway_http_port_, gateway_->child()->pid(), spec.log_file);
   // A restart must come back on the same ports: clients and Prometheus hold them.
   for (size_t i = 0; i + 1 < gateway_->mutable_spec().argv.size(); ++i) {
     std::string& a = gateway_->mutable_spec().argv[i];
@@ -237,6 +239,8 @@ absl::Status LocalStack::StartPrometheus() {
     }
     last = WaitForHttpOk(absl::StrCat("http://127.0.0.1:", port, "/-/ready"), 30, prometheus_->child());
     if (last.ok()) {
+      spdlog::info("prometheus ready: http://127.0.0.1:{} (config {}, scraping every {} s)", port, config_path,
+                   options_.scrape_interval_s);
       prometheus_port_ = port;
       state_.prometheus_url = absl::StrCat("http://127.0.0.1:", port);
       return absl::OkStatus();

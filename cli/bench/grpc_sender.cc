@@ -12,9 +12,8 @@ namespace flotilla::cli::bench {
 void RecordTokens(RequestRecord* r, SteadyTime start, SteadyTime* last, SteadyTime now, int tokens) {
   if (tokens <= 0) return;
   if (r->ttft_s < 0) {
+    // Tokens that arrive with the first one are covered by the TTFT: no inter-token gaps.
     r->ttft_s = std::chrono::duration<double>(now - start).count();
-    // The first token's own latency is the TTFT; more tokens in the same chunk arrived with it.
-    for (int i = 1; i < tokens; ++i) r->itl_s.push_back(0);
   } else {
     const double gap = std::chrono::duration<double>(now - *last).count() / tokens;
     for (int i = 0; i < tokens; ++i) r->itl_s.push_back(gap);

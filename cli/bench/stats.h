@@ -13,7 +13,10 @@ struct RequestRecord {
   double start_s = 0;   // send time, from the start of the run
   double ttft_s = -1;   // first chunk with tokens; -1 when none came
   double e2e_s = 0;     // send to end of stream
-  std::vector<double> itl_s;  // gaps between tokens (a chunk of k tokens after a gap g: k gaps of g/k)
+  // Gaps between tokens after the first chunk: a chunk of k tokens after a gap g counts as k
+  // gaps of g/k (the gateway may merge tokens into one message); the first chunk's tokens are
+  // covered by the TTFT.
+  std::vector<double> itl_s;
   int prompt_tokens = 0;      // from the server's usage (0 when unknown)
   int output_tokens = 0;      // tokens received
   int requested_tokens = 0;   // max_tokens asked for
