@@ -373,7 +373,9 @@ void Dispatcher::Request::Cancel() {
   } else if (call) {
     call->Cancel();  // OnUpstreamDone finishes the request
   } else if (phase == Phase::kUpstream) {
-    // A cache hit in flight: it finishes on its own.
+    // The worker call is over and the rest was waiting for the client (a deferred finish), or a
+    // cache hit is being written: the client is gone, so end it here.
+    Finish(absl::CancelledError("cancelled by the client"));
   }
   // kPreparing / kRateLimit / kRouting: the next step sees the flag.
 }
@@ -444,56 +446,48 @@ void Dispatcher::Request::OnUpstreamDone(UpstreamCall* call, const grpc::Status&
   d_->metrics_->UpstreamDuration(in_.model, GrpcCodeName(status.error_code()), seconds);
   if (status.ok()) d_->RecordDuration(in_.model, seconds);
 
+  // One critical section decides what happens next, so a concurrent Cancel (which may finish the
+  // request once the call is gone) and this decision cannot interleave.
   absl::Status outcome;
   bool retry = false;
   bool stale = false;
+  bool deferred = false;
   {
     absl::MutexLock lock(&mu_);
     stale = call != call_.get() || phase_ == Phase::kDone;
-    if (!stale) call_.reset();
-  }
-  if (stale) {
-    d_->DrainQueue(in_.model);  // its worker slot is free now
-    return;
-  }
-  {
-    absl::MutexLock lock(&mu_);
-    if (status.ok() && final_) {
-      outcome = absl::OkStatus();
-    } else if (cancelled_) {
-      outcome = absl::CancelledError("cancelled by the client");
-    } else if (started_) {
-      info_.finish_reason = flotilla::v1::FINISH_REASON_ERROR;
-      info_.usage.set_prompt_tokens(static_cast<uint32_t>(prompt_ids_.size()));
-      info_.usage.set_completion_tokens(completion_tokens_);
-      outcome = WithReason(absl::UnavailableError(absl::StrCat(
-                               "worker ", call->worker()->address(), " failed after streaming ", completion_tokens_,
-                               " tokens; the output is incomplete: ",
-                               status.ok() ? std::string("stream ended without a finish reason") : status.error_message())),
-                           "stream_broken");
-    } else {
-      grpc::Status effective = status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream ended without output")
-                                           : status;
-      last_error_ = ClientError(effective, call->worker()->address());
-      outcome = last_error_;
-      retry = Retriable(effective.error_code()) && info_.attempts < static_cast<int>(d_->options_.max_attempts);
-      if (retry) phase_ = Phase::kRouting;
-    }
-  }
-  if (!retry) {
-    // Chunks still on their way to the client go first; Next() finishes once they are written.
-    bool deferred = false;
-    {
-      absl::MutexLock lock(&mu_);
-      if ((sink_busy_ || has_pending_) && !absl::IsCancelled(outcome)) {
+    if (!stale) {
+      call_.reset();
+      if (status.ok() && final_) {
+        outcome = absl::OkStatus();
+      } else if (cancelled_) {
+        outcome = absl::CancelledError("cancelled by the client");
+      } else if (started_) {
+        info_.finish_reason = flotilla::v1::FINISH_REASON_ERROR;
+        info_.usage.set_prompt_tokens(static_cast<uint32_t>(prompt_ids_.size()));
+        info_.usage.set_completion_tokens(completion_tokens_);
+        outcome = WithReason(absl::UnavailableError(absl::StrCat(
+                                 "worker ", call->worker()->address(), " failed after streaming ", completion_tokens_,
+                                 " tokens; the output is incomplete: ",
+                                 status.ok() ? std::string("stream ended without a finish reason") : status.error_message())),
+                             "stream_broken");
+      } else {
+        grpc::Status effective = status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream ended without output")
+                                             : status;
+        last_error_ = ClientError(effective, call->worker()->address());
+        outcome = last_error_;
+        retry = Retriable(effective.error_code()) && info_.attempts < static_cast<int>(d_->options_.max_attempts);
+        if (retry) phase_ = Phase::kRouting;
+      }
+      // Chunks still on their way to the client go first; Next() finishes once they are written.
+      if (!retry && (sink_busy_ || has_pending_) && !absl::IsCancelled(outcome)) {
         deferred_finish_ = outcome;
         deferred = true;
       }
     }
-    if (deferred) {
-      d_->DrainQueue(in_.model);
-      return;
-    }
+  }
+  if (stale || deferred) {
+    d_->DrainQueue(in_.model);  // its worker slot is free now
+    return;
   }
   if (retry && d_->TakeRetry(in_.model)) {
     d_->metrics_->Retried(in_.model, GrpcCodeName(status.error_code()));
