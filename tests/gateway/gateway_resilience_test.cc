@@ -251,6 +251,33 @@ TEST_F(GatewayResilienceTest, OverloadIsShedAtOnceWithRetryAfter) {
   EXPECT_EQ(admitted_status, std::vector<int>(5, 200));
 }
 
+TEST_F(GatewayResilienceTest, InfeasibleDeadlineIsRefusedAtOnce) {
+  auto w = env_.StartWorker({"--ctx-size", "4096", "--max-num-seqs", "1"});
+  ASSERT_TRUE(w);
+  auto g = env_.StartGateway({"--no-auth", "--workers", w->address});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  json long_body = Completion("Once upon a time", 2000, false);
+  long_body["ignore_eos"] = true;
+  // One request teaches the gateway how long requests take here (about a second).
+  ASSERT_EQ(HttpPost(g->http(), "/v1/completions", long_body.dump()).status, 200);
+  // Another occupies the worker's only slot...
+  std::thread t([&] { HttpPost(g->http(), "/v1/completions", long_body.dump()); });
+  ASSERT_TRUE(WaitFor([&] { return Load(*w).running() == 1; }, 10s));
+  // ...so a request that must see its first token within 100 ms cannot make it: refused now,
+  // not after timing out.
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = HttpPost(g->http(), "/v1/completions", Completion("Once", 4).dump(), "", {{"x-flotilla-timeout-ms", "100"}});
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, 504) << r.body;
+  EXPECT_EQ(json::parse(r.body)["error"]["code"], "deadline_infeasible");
+  EXPECT_LT(ms, 80);
+  // With a deadline it can meet, the same request waits its turn and succeeds.
+  auto ok = HttpPost(g->http(), "/v1/completions", Completion("Once", 4).dump(), "", {{"x-flotilla-timeout-ms", "30000"}});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  t.join();
+}
+
 int ThreadCount(pid_t pid) {
   std::string status = ReadFileOr("/proc/" + std::to_string(pid) + "/status");
   size_t at = status.find("Threads:");
