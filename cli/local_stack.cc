@@ -170,8 +170,10 @@ absl::Status LocalStack::StartGateway() {
   if (absl::Status st = gateway_->Start(); !st.ok()) return st;
   absl::StatusOr<std::string> text = WaitForReadyFile(ready, 30, gateway_->child());
   if (!text.ok()) {
+    // The usual cause is a port in use (another `flotilla up`, or anything on 50051/8080).
     return absl::Status(text.status().code(),
-                        absl::StrCat("gateway: ", text.status().message(), "; see ", spec.log_file));
+                        absl::StrCat("gateway: ", text.status().message(), "; see ", spec.log_file,
+                                     " (a port in use? --grpc-port 0 --http-port 0 pick free ones)"));
   }
   nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("grpc_port") || !j.contains("http_port")) {
