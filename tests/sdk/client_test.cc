@@ -271,6 +271,46 @@ TEST(SdkRetry, UnavailableBeforeTheFirstTokenIsRetriedUntilTheGatewayIsUp) {
   EXPECT_EQ(c->usage.completion_tokens(), 16u);
 }
 
+// The asynchronous API retries on gRPC's own threads (an alarm, no thread blocked).
+TEST(SdkRetry, AsyncCallsRetryUntilTheGatewayIsUp) {
+  TempDir dir;
+  TestWorker worker(dir.path(), "w1");
+  ASSERT_TRUE(worker.ok());
+  testing::WriteWorkersFile(dir.File("workers.txt"), {worker.address()});
+  const int port = testing::ReservePort();
+  RetryPolicy retry;
+  retry.max_attempts = 50;
+  retry.initial_backoff = absl::Milliseconds(50);
+  retry.max_backoff = absl::Milliseconds(200);
+  auto client = MakeClient("127.0.0.1:" + std::to_string(port), retry);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  absl::Status status;
+  int attempts = 0;
+  int tokens = 0;
+  AsyncCallbacks cb;
+  cb.on_chunk = [&](const flotilla::v1::GenerateResponse& c) { tokens += c.token_ids_size(); };
+  cb.on_done = [&](const absl::Status& st, int n) {
+    std::lock_guard<std::mutex> lock(mu);
+    status = st;
+    attempts = n;
+    done = true;
+    cv.notify_all();
+  };
+  const absl::Time start = absl::Now();
+  client->GenerateAsync(Greedy("Once upon a time", 16), std::move(cb));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  TestGateway gateway(dir.path(), dir.File("workers.txt"), {}, port);
+  ASSERT_TRUE(gateway.ok());
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return done; }));
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_GT(attempts, 1);
+  EXPECT_EQ(tokens, 16);
+  std::fprintf(stderr, "async: %d attempts, %s\n", attempts, absl::FormatDuration(absl::Now() - start).c_str());
+}
+
 // The only worker dies; requests fail before their first token until a new worker registers.
 // The SDK's retries carry the caller across the gap without an error.
 TEST(SdkRetry, KilledWorkerIsBridgedByRetriesBeforeTheFirstToken) {
