@@ -1,4 +1,7 @@
 // The SDK's pure parts: backoff schedule, retry decisions, deadlines, chunk accumulation.
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include "gtest/gtest.h"
 #include "flotilla/sdk/client.h"
 #include "flotilla/sdk/completion.h"
@@ -63,6 +66,57 @@ TEST(Retry, BoundedByAttemptsAndDeadline) {
   EXPECT_EQ(internal::RetryWait(p, absl::ResourceExhaustedError("x"), 1, absl::Seconds(1), absl::InfiniteFuture(), now,
                                 0.5),
             absl::Seconds(1));
+}
+
+// Serialized google.rpc.Status{code, message, details: [Any{RetryInfo{retry_delay}}]}, as gRPC
+// servers (the gateway among them) send it in grpc-status-details-bin.
+std::string StatusWithRetryInfo(int64_t seconds, int32_t nanos, const std::string& type_url) {
+  using google::protobuf::io::CodedOutputStream;
+  using google::protobuf::io::StringOutputStream;
+  auto encode = [](auto&& fn) {
+    std::string out;
+    {
+      StringOutputStream s(&out);
+      CodedOutputStream c(&s);
+      fn(c);
+    }
+    return out;
+  };
+  auto bytes_field = [](CodedOutputStream& c, int field, const std::string& b) {
+    c.WriteTag(static_cast<uint32_t>(field << 3 | 2));
+    c.WriteVarint32(static_cast<uint32_t>(b.size()));
+    c.WriteString(b);
+  };
+  const std::string duration = encode([&](CodedOutputStream& c) {
+    c.WriteTag(1 << 3);
+    c.WriteVarint64(static_cast<uint64_t>(seconds));
+    c.WriteTag(2 << 3);
+    c.WriteVarint32(static_cast<uint32_t>(nanos));
+  });
+  const std::string retry_info = encode([&](CodedOutputStream& c) { bytes_field(c, 1, duration); });
+  const std::string any = encode([&](CodedOutputStream& c) {
+    bytes_field(c, 1, type_url);
+    bytes_field(c, 2, retry_info);
+  });
+  return encode([&](CodedOutputStream& c) {
+    c.WriteTag(1 << 3);
+    c.WriteVarint32(8);
+    bytes_field(c, 2, "overloaded");
+    bytes_field(c, 3, any);
+  });
+}
+
+TEST(Retry, ReadsTheServersRetryInfo) {
+  EXPECT_EQ(internal::RetryDelayFromStatusDetails(
+                StatusWithRetryInfo(1, 500000000, "type.googleapis.com/google.rpc.RetryInfo")),
+            absl::Milliseconds(1500));
+  EXPECT_EQ(internal::RetryDelayFromStatusDetails(StatusWithRetryInfo(1, 0, "type.googleapis.com/other.Thing")),
+            absl::ZeroDuration());
+  EXPECT_EQ(internal::RetryDelayFromStatusDetails("garbage\xff\xff"), absl::ZeroDuration());
+  EXPECT_EQ(internal::RetryDelayFromStatusDetails(""), absl::ZeroDuration());
+  const grpc::Status st(grpc::StatusCode::RESOURCE_EXHAUSTED, "overloaded",
+                        StatusWithRetryInfo(0, 250000000, "type.googleapis.com/google.rpc.RetryInfo"));
+  EXPECT_EQ(internal::ServerRetryDelay(st), absl::Milliseconds(250));
 }
 
 TEST(Deadline, CallOverridesClientAndAbsoluteWinsWhenEarlier) {

@@ -29,7 +29,7 @@ class AsyncCall::Attempt final : public grpc::ClientReadReactor<flotilla::v1::Ge
     // Keep this object until the end of the function even if it was the last reference.
     std::shared_ptr<Attempt> self = std::move(self_);
     std::shared_ptr<AsyncCall> owner = std::move(owner_);
-    owner->OnAttemptDone(status, got_chunk_, ServerRetryDelay(ctx_));
+    owner->OnAttemptDone(status, got_chunk_, ServerRetryDelay(status));
   }
 
  private:

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <random>
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -45,15 +47,80 @@ absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-absl::Duration ServerRetryDelay(const grpc::ClientContext& ctx) {
-  const auto& trailers = ctx.GetServerTrailingMetadata();
-  auto it = trailers.find("retry-after-ms");
-  if (it == trailers.end()) return absl::ZeroDuration();
-  int64_t ms = 0;
-  if (!absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) || ms < 0) {
-    return absl::ZeroDuration();
+namespace {
+
+using google::protobuf::io::CodedInputStream;
+
+// Calls fn(field_number, bytes) for each length-delimited field of a message; false when the
+// bytes are not a well-formed message. Hand-rolled so the SDK needs no googleapis protos.
+template <typename Fn>
+bool ForEachBytesField(const std::string& message, Fn fn) {
+  CodedInputStream in(reinterpret_cast<const uint8_t*>(message.data()), static_cast<int>(message.size()));
+  while (uint32_t tag = in.ReadTag()) {
+    const uint32_t field = tag >> 3;
+    switch (tag & 7) {
+      case 0: {  // varint
+        uint64_t ignored;
+        if (!in.ReadVarint64(&ignored)) return false;
+        break;
+      }
+      case 1:  // 64-bit
+        if (!in.Skip(8)) return false;
+        break;
+      case 2: {  // length-delimited
+        uint32_t len;
+        std::string bytes;
+        if (!in.ReadVarint32(&len) || !in.ReadString(&bytes, static_cast<int>(len))) return false;
+        fn(field, bytes);
+        break;
+      }
+      case 5:  // 32-bit
+        if (!in.Skip(4)) return false;
+        break;
+      default:
+        return false;
+    }
   }
-  return absl::Milliseconds(ms);
+  return in.ConsumedEntireMessage();
+}
+
+// google.protobuf.Duration {int64 seconds = 1; int32 nanos = 2;}
+absl::Duration ParseDuration(const std::string& bytes) {
+  CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()), static_cast<int>(bytes.size()));
+  int64_t seconds = 0;
+  int64_t nanos = 0;
+  while (uint32_t tag = in.ReadTag()) {
+    uint64_t v = 0;
+    if ((tag & 7) != 0 || !in.ReadVarint64(&v)) return absl::ZeroDuration();
+    if ((tag >> 3) == 1) seconds = static_cast<int64_t>(v);
+    if ((tag >> 3) == 2) nanos = static_cast<int32_t>(v);
+  }
+  return absl::Seconds(seconds) + absl::Nanoseconds(nanos);
+}
+
+}  // namespace
+
+absl::Duration RetryDelayFromStatusDetails(const std::string& details) {
+  absl::Duration delay = absl::ZeroDuration();
+  // google.rpc.Status {int32 code = 1; string message = 2; repeated google.protobuf.Any details = 3;}
+  ForEachBytesField(details, [&](uint32_t field, const std::string& any) {
+    if (field != 3) return;
+    // google.protobuf.Any {string type_url = 1; bytes value = 2;}
+    std::string type_url;
+    std::string value;
+    ForEachBytesField(any, [&](uint32_t f, const std::string& b) { (f == 1 ? type_url : value) = b; });
+    if (type_url != "type.googleapis.com/google.rpc.RetryInfo") return;
+    // google.rpc.RetryInfo {google.protobuf.Duration retry_delay = 1;}
+    ForEachBytesField(value, [&](uint32_t f, const std::string& d) {
+      if (f == 1) delay = std::max(absl::ZeroDuration(), ParseDuration(d));
+    });
+  });
+  return delay;
+}
+
+absl::Duration ServerRetryDelay(const grpc::Status& status) {
+  if (status.ok() || status.error_details().empty()) return absl::ZeroDuration();
+  return RetryDelayFromStatusDetails(status.error_details());
 }
 
 std::optional<absl::Duration> RetryWait(const RetryPolicy& policy, const absl::Status& status,

@@ -33,8 +33,12 @@ void PrepareContext(const ClientOptions& client, const CallOptions& call, absl::
 
 absl::Status FromGrpc(const grpc::Status& status);
 
-// The delay the server asked for in its `retry-after-ms` trailer (zero when absent).
-absl::Duration ServerRetryDelay(const grpc::ClientContext& ctx);
+// The delay the server asked for: google.rpc.RetryInfo in the status details (the gRPC
+// convention; the gateway attaches it to RESOURCE_EXHAUSTED and UNAVAILABLE refusals). Zero
+// when absent or unreadable.
+absl::Duration ServerRetryDelay(const grpc::Status& status);
+// The same from a serialized google.rpc.Status (exposed for tests).
+absl::Duration RetryDelayFromStatusDetails(const std::string& details);
 
 // Whether to try again after a call that failed with `status` before any chunk arrived, and
 // after how long: none when the code is not retryable, the attempts are used up, or the wait

@@ -131,11 +131,12 @@ absl::StatusOr<std::vector<flotilla::v1::ModelInfo>> Client::ListModels(const Ca
     grpc::ClientContext ctx;
     internal::PrepareContext(s.options, call, deadline, &ctx);
     flotilla::v1::ListModelsResponse response;
-    const absl::Status status = internal::FromGrpc(s.stub->ListModels(&ctx, {}, &response));
+    const grpc::Status grpc_status = s.stub->ListModels(&ctx, {}, &response);
+    const absl::Status status = internal::FromGrpc(grpc_status);
     if (status.ok()) return std::vector<flotilla::v1::ModelInfo>(response.models().begin(), response.models().end());
     // Listing is idempotent: the same retry rule applies, there is no "first token" to wait for.
     const std::optional<absl::Duration> wait = internal::RetryWait(
-        s.options.retry, status, attempt, internal::ServerRetryDelay(ctx), deadline, absl::Now(), internal::UnitRandom());
+        s.options.retry, status, attempt, internal::ServerRetryDelay(grpc_status), deadline, absl::Now(), internal::UnitRandom());
     if (!wait.has_value()) return status;
     internal::BackoffWithReconnect(*s.channel, *wait, [] { return false; });
   }

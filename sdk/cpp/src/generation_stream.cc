@@ -55,14 +55,14 @@ bool SyncStream::Next(flotilla::v1::GenerateResponse* chunk) {
       got_chunk_ = true;
       return true;
     }
-    const absl::Status status = FromGrpc(reader_->Finish());
+    const grpc::Status grpc_status = reader_->Finish();
+    const absl::Status status = FromGrpc(grpc_status);
+    const absl::Duration server_delay = ServerRetryDelay(grpc_status);
     reader_.reset();
-    absl::Duration server_delay;
     int attempts = 0;
     bool cancelled = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      server_delay = ServerRetryDelay(*ctx_);
       attempts = attempts_;
       cancelled = cancelled_;
     }

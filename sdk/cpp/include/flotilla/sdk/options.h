@@ -21,9 +21,9 @@ struct RetryPolicy {
   absl::Duration max_backoff = absl::Seconds(2);
   double multiplier = 2.0;
   double jitter = 0.2;  // each backoff is scaled by a random factor in [1 - jitter, 1 + jitter]
-  // Also retry RESOURCE_EXHAUSTED (the gateway shedding load), waiting at least the delay the
-  // server asked for in its `retry-after-ms` trailer. Off by default: shedding is a signal a
-  // caller may want to see (a benchmark does).
+  // Also retry RESOURCE_EXHAUSTED (the gateway shedding load). Every retry waits at least the
+  // delay the server asked for (google.rpc.RetryInfo in the status details). Off by default:
+  // shedding is a signal a caller may want to see (a benchmark does).
   bool retry_resource_exhausted = false;
 };
 
