@@ -206,7 +206,7 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   cmd->add_option("--slo-ttft-ms", a->slo_ttft_ms, "Goodput SLO: time to first token (0: unchecked)");
   cmd->add_option("--slo-tpot-ms", a->slo_tpot_ms, "Goodput SLO: time per output token after the first");
   cmd->add_option("--slo-e2e-ms", a->slo_e2e_ms, "Goodput SLO: end-to-end latency");
-  cmd->add_option("--timeout", a->timeout_s, "Seconds per request")->capture_default_str();
+  cmd->add_option("--timeout", a->timeout_s, "Seconds per request (the gRPC deadline; 0: none)")->capture_default_str();
   cmd->add_option("--retries", a->retries, "SDK retries of UNAVAILABLE before the first token (gRPC)")->capture_default_str();
   cmd->add_option("--max-inflight", a->max_inflight, "Open loop: arrivals wait while this many are in flight")
       ->capture_default_str();

@@ -67,7 +67,7 @@ class GrpcSender final : public RequestSender {
       state->done(std::move(r));
     };
     sdk::CallOptions call;
-    call.timeout = absl::Seconds(options_.timeout_s);
+    if (options_.timeout_s > 0) call.timeout = absl::Seconds(options_.timeout_s);
     // Registered before the call starts, so CancelAll can reach it; on_done may run before
     // GenerateAsync returns (an immediate failure), hence the check under the lock.
     std::shared_ptr<sdk::AsyncGeneration> handle = client_->GenerateAsync(req, std::move(cb), call);

@@ -86,7 +86,8 @@ class OpenAiSender final : public RequestSender {
 
     httplib::Client cli(host_, port_);
     cli.set_connection_timeout(5, 0);
-    cli.set_read_timeout(static_cast<time_t>(options_.timeout_s), 0);
+    // The OpenAI API has no deadline; the timeout bounds the wait for each read (0: an hour).
+    cli.set_read_timeout(static_cast<time_t>(options_.timeout_s > 0 ? options_.timeout_s : 3600), 0);
     httplib::Request req;
     req.method = "POST";
     req.path = "/v1/completions";

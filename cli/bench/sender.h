@@ -26,7 +26,7 @@ struct SenderOptions {
   std::string model;
   double temperature = 0;  // bench default: greedy, so runs are comparable
   bool ignore_eos = true;  // outputs as long as asked, so output lengths follow the distribution
-  double timeout_s = 120;
+  double timeout_s = 120;  // gRPC: the request's deadline; 0: none
   int retries = 0;         // SDK retries before the first token (gRPC only)
   std::string api_key;
   SteadyTime epoch;        // start_s is measured from here
