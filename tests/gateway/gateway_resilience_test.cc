@@ -271,7 +271,7 @@ TEST_F(GatewayResilienceTest, InfeasibleDeadlineIsRefusedAtOnce) {
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(r.status, 504) << r.body;
   EXPECT_EQ(json::parse(r.body)["error"]["code"], "deadline_infeasible");
-  EXPECT_LT(ms, 80);
+  EXPECT_LT(ms, 500);  // the slot frees only after about a second: this did not wait
   // With a deadline it can meet, the same request waits its turn and succeeds.
   auto ok = HttpPost(g->http(), "/v1/completions", Completion("Once", 4).dump(), "", {{"x-flotilla-timeout-ms", "30000"}});
   EXPECT_EQ(ok.status, 200) << ok.body;
