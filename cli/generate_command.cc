@@ -162,13 +162,13 @@ int RunGenerate(GenerateArgs& a) {
     std::printf("\n");
     std::fflush(stdout);  // the text, then the summary on stderr
     if (status.ok()) {
-      const double tps = e2e_s > ttft_s && ttft_s >= 0 && completion.token_ids.size() > 1
-                             ? (completion.token_ids.size() - 1) / (e2e_s - ttft_s)
-                             : 0;
-      std::fprintf(stderr, "[%s; %u prompt + %u completion tokens (%u cached); ttft %.1f ms; %.0f tok/s; %s]\n",
+      // Over the whole call: the gateway may merge tokens into few messages, so gaps between
+      // messages would overstate the decode speed.
+      const double tps = e2e_s > 0 ? completion.usage.completion_tokens() / e2e_s : 0;
+      std::fprintf(stderr, "[%s; %u prompt + %u completion tokens (%u cached); ttft %.1f ms; %.1f ms total, %.0f tok/s; %s]\n",
                    sdk::FinishReasonName(completion.finish_reason), completion.usage.prompt_tokens(),
-                   completion.usage.completion_tokens(), completion.usage.cached_tokens(), ttft_s * 1e3, tps,
-                   completion.model.c_str());
+                   completion.usage.completion_tokens(), completion.usage.cached_tokens(), ttft_s * 1e3, e2e_s * 1e3,
+                   tps, completion.model.c_str());
     }
   }
   if (!status.ok()) {

@@ -39,6 +39,7 @@ int RunScale(const ScaleArgs& a) {
     return 1;
   }
   std::printf("%s: scaling to %d replica(s)\n", model.c_str(), a.replicas);
+  std::fflush(stdout);
   if (before.ok() && before->autoscaler) {
     std::fprintf(stderr,
                  "note: the autoscaler is running; it may change the size again on its next decision "
