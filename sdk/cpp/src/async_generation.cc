@@ -26,9 +26,10 @@ class AsyncCall::Attempt final : public grpc::ClientReadReactor<flotilla::v1::Ge
   }
 
   void OnDone(const grpc::Status& status) override {
-    // Keep this object until the end of the function even if it was the last reference.
-    std::shared_ptr<Attempt> self = std::move(self_);
+    // Locals are destroyed in reverse order: this attempt (and its context) first, then the
+    // call, whose destruction is what ~Client waits for.
     std::shared_ptr<AsyncCall> owner = std::move(owner_);
+    std::shared_ptr<Attempt> self = std::move(self_);
     owner->OnAttemptDone(status, got_chunk_, ServerRetryDelay(status));
   }
 
@@ -42,7 +43,8 @@ class AsyncCall::Attempt final : public grpc::ClientReadReactor<flotilla::v1::Ge
 
 AsyncCall::AsyncCall(std::shared_ptr<const Shared> shared, flotilla::v1::GenerateRequest request,
                      AsyncCallbacks callbacks, CallOptions call)
-    : shared_(std::move(shared)),
+    : live_(*shared),
+      shared_(std::move(shared)),
       request_(std::move(request)),
       callbacks_(std::move(callbacks)),
       call_(std::move(call)),

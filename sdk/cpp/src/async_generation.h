@@ -38,6 +38,10 @@ class AsyncCall final : public AsyncGeneration, public std::enable_shared_from_t
   void OnAttemptDone(const grpc::Status& status, bool got_chunk, absl::Duration server_delay);
   void Done(const absl::Status& status);
 
+  // Declared first, so destroyed last: the count drops only after this call has released
+  // Shared, so the client (whose destructor waits for the count) drops the last reference and
+  // the channel is never destroyed on a gRPC thread.
+  const LiveCall live_;
   const std::shared_ptr<const Shared> shared_;
   const flotilla::v1::GenerateRequest request_;
   const AsyncCallbacks callbacks_;

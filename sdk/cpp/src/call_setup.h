@@ -4,8 +4,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -21,6 +23,29 @@ struct Shared {
   ClientOptions options;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<flotilla::v1::Inference::Stub> stub;
+  // Asynchronous calls still alive (their objects, not just their RPCs): ~Client waits for
+  // zero so that no SDK object is left to a gRPC thread after the client (or the process) ends.
+  mutable std::mutex live_mu;
+  mutable std::condition_variable live_cv;
+  mutable int live_async = 0;
+};
+
+// Counts one asynchronous call in Shared::live_async for as long as it exists.
+class LiveCall {
+ public:
+  explicit LiveCall(const Shared& s) : s_(s) {
+    std::lock_guard<std::mutex> lock(s_.live_mu);
+    ++s_.live_async;
+  }
+  ~LiveCall() {
+    std::lock_guard<std::mutex> lock(s_.live_mu);
+    if (--s_.live_async == 0) s_.live_cv.notify_all();
+  }
+  LiveCall(const LiveCall&) = delete;
+  LiveCall& operator=(const LiveCall&) = delete;
+
+ private:
+  const Shared& s_;
 };
 
 // The absolute deadline of a call: the earliest of the call's deadline, the call's timeout and

@@ -83,7 +83,11 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(ClientOptions options) {
 Client::Client(ClientOptions options, std::unique_ptr<Impl> impl)
     : options_(std::move(options)), impl_(std::move(impl)) {}
 
-Client::~Client() = default;
+Client::~Client() {
+  // Asynchronous calls end on gRPC's threads; wait for them so none outlives the client.
+  std::unique_lock<std::mutex> lock(impl_->shared->live_mu);
+  impl_->shared->live_cv.wait(lock, [this] { return impl_->shared->live_async == 0; });
+}
 
 std::unique_ptr<GenerationStream> Client::StartGenerate(const flotilla::v1::GenerateRequest& request,
                                                         const CallOptions& call) {

@@ -66,6 +66,8 @@ class Client {
  public:
   // Creates the channel (connecting lazily, on the first call). Fails only on bad options.
   static absl::StatusOr<std::unique_ptr<Client>> Create(ClientOptions options);
+  // Waits for every GenerateAsync call to finish (cancel them first for a quick exit). Streams
+  // from StartGenerate must be destroyed before the client.
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -81,7 +83,8 @@ class Client {
   std::unique_ptr<GenerationStream> StartGenerate(const flotilla::v1::GenerateRequest& request,
                                                   const CallOptions& call = {});
 
-  // The returned handle may be dropped: the call runs to its end regardless.
+  // The returned handle may be dropped: the call runs to its end regardless (and ~Client waits
+  // for it).
   std::shared_ptr<AsyncGeneration> GenerateAsync(const flotilla::v1::GenerateRequest& request,
                                                  AsyncCallbacks callbacks, const CallOptions& call = {});
 
