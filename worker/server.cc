@@ -1,7 +1,6 @@
 // Wiring of one worker process: model, executor, engine, gRPC server, metrics, signals.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <prometheus/exposer.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -16,6 +15,7 @@
 #include "model/loader.h"
 #include "worker/backend.h"
 #include "worker/engine_metrics.h"
+#include "worker/metrics_server.h"
 #include "worker/options.h"
 #include "worker/service.h"
 
@@ -97,18 +97,13 @@ int RunWorker(const WorkerOptions& o) {
   }
 
   auto registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    // keep-alive + TCP_NODELAY: without both, scrapes either reconnect every time or stall on Nagle.
-    exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
-        "listening_ports", absl::StrCat(o.host, ":", o.metrics_port), "num_threads", "2", "enable_keep_alive", "yes",
-        "tcp_nodelay", "1"});
-  } catch (const std::exception& e) {
-    spdlog::error("cannot listen for metrics on {}:{}: {}", o.host, o.metrics_port, e.what());
+  MetricsServer metrics_server(registry);
+  auto metrics_bound = metrics_server.Start(o.host, o.metrics_port);
+  if (!metrics_bound.ok()) {
+    spdlog::error("{}", metrics_bound.status().message());
     return 1;
   }
-  exposer->RegisterCollectable(registry);
-  const int metrics_port = exposer->GetListeningPorts().empty() ? 0 : exposer->GetListeningPorts().front();
+  const int metrics_port = *metrics_bound;
   EngineMetrics metrics(*registry, model_name);
 
   EngineConfig ec;
@@ -171,8 +166,8 @@ int RunWorker(const WorkerOptions& o) {
   spdlog::info("stopped");
   spdlog::shutdown();
   std::fflush(nullptr);
-  // Every request has ended and nothing is left to persist. Skip the destructors: civetweb's
-  // mg_stop alone polls for ~2 s, which would slow every scale-down and restart.
+  // Every request has ended and nothing is left to persist: skip the destructors, whose
+  // thread joins (gRPC, pools, metrics) only slow scale-down and restarts.
   _exit(0);
 }
 
