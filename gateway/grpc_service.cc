@@ -103,10 +103,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<GenerateResponse>,
   void OnChunk(const worker::v1::GenerateResponse& chunk, const FinishInfo& info) override {
     absl::MutexLock lock(&mu_);
     if (done_) return;
-    if (!info.worker.empty() && !worker_sent_) {
-      worker_sent_ = true;
-      worker_ = info.worker;
-    }
     FillResponse(chunk, info, &out_);
     writing_ = true;
     StartWrite(&out_);
@@ -184,8 +180,6 @@ class GenerateReactor final : public grpc::ServerWriteReactor<GenerateResponse>,
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   bool final_written_ ABSL_GUARDED_BY(mu_) = false;
-  bool worker_sent_ ABSL_GUARDED_BY(mu_) = false;
-  std::string worker_ ABSL_GUARDED_BY(mu_);
   std::optional<absl::Status> finish_ ABSL_GUARDED_BY(mu_);
   FinishInfo finish_info_ ABSL_GUARDED_BY(mu_);
 };

@@ -66,10 +66,10 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   CLI::App app{"flotilla-gateway: the stateless front of a Flotilla fleet (gRPC + OpenAI-compatible HTTP)"};
-  std::string config_file, ready_file, hash_key, redis, routing, cache_flag;
+  std::string config_file, ready_file, hash_key, redis, routing;
   std::vector<std::string> workers, chat_templates;
   GatewayConfig flags;
-  bool no_auth = false, log_prompts = false, locality = true, no_locality = false, response_cache = false;
+  bool no_auth = false, log_prompts = false, no_locality = false, response_cache = false;
   int64_t queue_size = -1, queue_timeout_ms = -1, max_attempts = -1, queue_depth = -1;
   app.add_option("--config", config_file, "JSON config file (flags override it)");
   app.add_option("--host", flags.host, "Address to listen on")->default_val("127.0.0.1");
@@ -147,7 +147,6 @@ int main(int argc, char** argv) {
     config.dispatch.router.policy = *p;
   }
   if (no_locality) config.dispatch.router.locality = false;
-  (void)locality;
   if (queue_size >= 0) config.dispatch.admission.queue_size = static_cast<uint32_t>(queue_size);
   if (queue_timeout_ms >= 0) config.dispatch.admission.queue_timeout = queue_timeout_ms * flotilla::kNsPerMs;
   if (queue_depth >= 0) config.dispatch.router.queue_depth = static_cast<uint32_t>(queue_depth);

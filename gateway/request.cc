@@ -542,7 +542,7 @@ void Dispatcher::Request::Finish(absl::Status st) {
       (reason == "overloaded" || reason == "deadline_infeasible" || reason == "queue_timeout" || reason == "no_workers")) {
     d_->metrics_->Shed(model, reason);
   }
-  if (d_->options_.log_requests) {
+  if (d_->options_.log_requests && spdlog::should_log(spdlog::level::info)) {
     std::string extra;
     if (d_->options_.log_prompts) {
       std::string prompt = in_.prompt;
