@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: generate with the default model (the fleet comes with `flotilla up`).
+# `make run`: a local fleet (gateway + 2 workers) serving the default model, in the foreground.
+# Ctrl-C drains and stops everything. Extra arguments go to `flotilla up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="${1:-stories260K-q8_0.gguf}"
-exec build/bin/flotilla run --model "$MODEL" --ctx-size 512 --prompt "Once upon a time" -n 128
+shift || true
+exec build/bin/flotilla up --model "$MODEL" --ctx-size 512 "$@"
