@@ -43,6 +43,8 @@ using kernels::cpu::ThreadPool;
 
 // A step whose total multiply-adds are below this is split statically between threads.
 constexpr int64_t kDynamicWork = int64_t{1} << 20;
+// Steps with at least this many tokens are compute-bound; fewer, memory-bound (see Units).
+constexpr int64_t kDynamicTokens = 4;
 // Steps run on one thread after a forward pass whose barriers were slow, doubling (up to the
 // maximum) while the host stays oversubscribed.
 constexpr int kSoloFirst = 16;
@@ -147,19 +149,24 @@ class CpuExecutor final : public Executor {
   void Region(const Step& s, int tid, int nt);
   void Layer(const Step& s, int l, int tid, int nt);
 
-  // Calls f(u) for every unit, statically split when the step is small, then a barrier.
+  // Calls f(u0, u1) on ranges of units covering [0, units) once, then a barrier. Decode steps
+  // (fewer than kDynamicTokens tokens) and small steps are split statically, one contiguous range
+  // per thread: each thread then streams one long run of weight rows, which the prefetchers
+  // follow best. Big batched steps hand out single units dynamically, so a thread slowed by the
+  // host does not hold the others up for its whole share.
   template <class F>
-  void Units(int tid, int nt, int64_t units, int64_t work, F&& f) {
+  void Units(int tid, int nt, int64_t units, int64_t work, int64_t T, F&& f) {
     if (nt == 1) {
-      for (int64_t u = 0; u < units; ++u) f(u);
+      if (units > 0) f(int64_t{0}, units);
       return;
     }
     if (tid == 0) ++barriers_;
-    if (work >= kDynamicWork) {
-      pool_.ForEach(tid, units, f);
+    if (T >= kDynamicTokens && work >= kDynamicWork) {
+      pool_.ForEach(tid, units, [&](int64_t u) { f(u, u + 1); });
       return;
     }
-    for (int64_t u = units * tid / nt; u < units * (tid + 1) / nt; ++u) f(u);
+    const int64_t u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
+    if (u0 < u1) f(u0, u1);
     pool_.Barrier();
   }
   // Calls f(t) for this thread's share of tokens [0, T), then a barrier.
@@ -287,8 +294,8 @@ void CpuExecutor::Region(const Step& s, int tid, int nt) {
     NormAndQuantize(i, x_.data() + logit_rows_[i] * dim, w_.output_norm, q, out.type, i);
   });
   const int64_t ur = UnitRows(out.rows);
-  Units(tid, nt, (out.rows + ur - 1) / ur, out.rows * out.cols * s.n_logits, [&](int64_t u) {
-    MatMulRows(out, xb_.data(), dim, s.n_logits, s.logits, out.rows, u * ur, std::min(out.rows, (u + 1) * ur));
+  Units(tid, nt, (out.rows + ur - 1) / ur, out.rows * out.cols * s.n_logits, s.n_logits, [&](int64_t u0, int64_t u1) {
+    MatMulRows(out, xb_.data(), dim, s.n_logits, s.logits, out.rows, u0 * ur, std::min(out.rows, u1 * ur));
   });
 }
 
@@ -309,22 +316,29 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
 
   // Q, K, V by heads; each head is rotated (Q, K) and stored in the cache (K, V) by its thread.
   const int64_t nh = c_.n_heads, nkv = c_.n_kv_heads;
-  Units(tid, nt, nh + 2 * nkv, (qd + 2 * kv) * int64_t{dim} * T, [&](int64_t u) {
-    const int64_t n0 = (u < nh ? u : (u - nh) % nkv) * hd;
-    const int kind = u < nh ? 0 : u < nh + nkv ? 1 : 2;  // q, k, v
-    const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
-    float* y = kind == 0 ? q_.data() : kind == 1 ? k_.data() : v_.data();
-    const int64_t ldy = kind == 0 ? qd : kv;
-    MatMulRows(w, xb_.data(), dim, T, y, ldy, n0, n0 + hd);
-    for (int64_t t = 0; t < T; ++t) {
-      const int pos = b.positions[t];
-      float* head = y + t * ldy + n0;
-      if (kind != 2) kt_.rope(head, 1, hd, rope_cos_.data() + static_cast<int64_t>(pos) * half,
-                              rope_sin_.data() + static_cast<int64_t>(pos) * half);
-      if (kind != 0) {
-        // Slot pos % bs of block table[pos / bs]; layout [block][kv_head][slot][head_dim].
-        const int64_t off = tables_[t][pos / bs] * block_stride + (n0 / hd) * bs * hd + static_cast<int64_t>(pos % bs) * hd;
-        std::memcpy((kind == 1 ? kc : vc) + off, head, sizeof(float) * hd);
+  Units(tid, nt, nh + 2 * nkv, (qd + 2 * kv) * int64_t{dim} * T, T, [&](int64_t u0, int64_t u1) {
+    // Heads u of [0, nh) are Q, [nh, nh + nkv) K, then V: one product per matrix the range touches.
+    for (int kind = 0; kind < 3; ++kind) {
+      const int64_t first = kind == 0 ? 0 : kind == 1 ? nh : nh + nkv;
+      const int64_t h0 = std::max(u0, first) - first, h1 = std::min(u1, first + (kind == 0 ? nh : nkv)) - first;
+      if (h0 >= h1) continue;
+      const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
+      float* y = kind == 0 ? q_.data() : kind == 1 ? k_.data() : v_.data();
+      const int64_t ldy = kind == 0 ? qd : kv;
+      MatMulRows(w, xb_.data(), dim, T, y, ldy, h0 * hd, h1 * hd);
+      for (int64_t t = 0; t < T; ++t) {
+        const int pos = b.positions[t];
+        const float* cs = rope_cos_.data() + static_cast<int64_t>(pos) * half;
+        const float* sn = rope_sin_.data() + static_cast<int64_t>(pos) * half;
+        for (int64_t h = h0; h < h1; ++h) {
+          float* head = y + t * ldy + h * hd;
+          if (kind != 2) kt_.rope(head, 1, hd, cs, sn);
+          if (kind != 0) {
+            // Slot pos % bs of block table[pos / bs]; layout [block][kv_head][slot][head_dim].
+            const int64_t off = tables_[t][pos / bs] * block_stride + h * bs * hd + static_cast<int64_t>(pos % bs) * hd;
+            std::memcpy((kind == 1 ? kc : vc) + off, head, sizeof(float) * hd);
+          }
+        }
       }
     }
   });
@@ -336,7 +350,9 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   int64_t attn_work = 0;
   for (int64_t t = 0; t < T; ++t) attn_work += (b.positions[t] + 1) * int64_t{qd};
   float* scratch = attn_scratch_.data() + tid * attn_stride_;
-  Units(tid, nt, T * nkv, attn_work, [&](int64_t u) { kt_.attention_group(attn, u / nkv, static_cast<int>(u % nkv), scratch); });
+  Units(tid, nt, T * nkv, attn_work, T, [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1; ++u) kt_.attention_group(attn, u / nkv, static_cast<int>(u % nkv), scratch);
+  });
 
   // Output projection, added into the residual stream by the thread that computes the rows.
   const bool o_q = AnyQuantized({&L.wo});
@@ -346,8 +362,8 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
     });
   }
   const int64_t ur_o = UnitRows(dim);
-  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * qd * T, [&](int64_t u) {
-    const int64_t n0 = u * ur_o, n1 = std::min<int64_t>(dim, n0 + ur_o);
+  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * qd * T, T, [&](int64_t u0, int64_t u1) {
+    const int64_t n0 = u0 * ur_o, n1 = std::min<int64_t>(dim, u1 * ur_o);
     MatMulRows(L.wo, att_.data(), qd, T, xb_.data(), dim, n0, n1);
     for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
   });
@@ -357,12 +373,16 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   const DType gu_t = QuantizedType({&L.w_gate, &L.w_up});
   Tokens(tid, nt, T, [&](int64_t t) { NormAndQuantize(t, x_.data() + t * dim, L.ffn_norm, gu_q, gu_t, t); });
   const int64_t ur_f = UnitRows(ffn);
-  Units(tid, nt, (ffn + ur_f - 1) / ur_f, 2 * int64_t{ffn} * dim * T, [&](int64_t u) {
-    const int64_t n0 = u * ur_f, n1 = std::min<int64_t>(ffn, n0 + ur_f);
-    MatMulRows(L.w_gate, xb_.data(), dim, T, gate_.data(), ffn, n0, n1);
-    MatMulRows(L.w_up, xb_.data(), dim, T, up_.data(), ffn, n0, n1);
-    for (int64_t t = 0; t < T; ++t) {
-      kt_.silu_mul(gate_.data() + t * ffn + n0, up_.data() + t * ffn + n0, gate_.data() + t * ffn + n0, n1 - n0);
+  Units(tid, nt, (ffn + ur_f - 1) / ur_f, 2 * int64_t{ffn} * dim * T, T, [&](int64_t u0, int64_t u1) {
+    const int64_t r0 = u0 * ur_f, r1 = std::min<int64_t>(ffn, u1 * ur_f);
+    MatMulRows(L.w_gate, xb_.data(), dim, T, gate_.data(), ffn, r0, r1);
+    MatMulRows(L.w_up, xb_.data(), dim, T, up_.data(), ffn, r0, r1);
+    // SiLU per unit: its chunk boundaries depend only on the shape, never on the split.
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n0 = u * ur_f, n1 = std::min<int64_t>(ffn, n0 + ur_f);
+      for (int64_t t = 0; t < T; ++t) {
+        kt_.silu_mul(gate_.data() + t * ffn + n0, up_.data() + t * ffn + n0, gate_.data() + t * ffn + n0, n1 - n0);
+      }
     }
   });
   if (AnyQuantized({&L.w_down})) {
@@ -370,8 +390,8 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
       kt_.quantize_act(L.w_down.type, gate_.data() + t * ffn, act_.data() + t * kt_.act_row_bytes(L.w_down.type, ffn), ffn);
     });
   }
-  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * ffn * T, [&](int64_t u) {
-    const int64_t n0 = u * ur_o, n1 = std::min<int64_t>(dim, n0 + ur_o);
+  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * ffn * T, T, [&](int64_t u0, int64_t u1) {
+    const int64_t n0 = u0 * ur_o, n1 = std::min<int64_t>(dim, u1 * ur_o);
     MatMulRows(L.w_down, gate_.data(), ffn, T, xb_.data(), dim, n0, n1);
     for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
   });

@@ -8,6 +8,9 @@
 //               [--batches 1,4,16] [--decode-tokens N] [--prompt-tokens N] [--dir DIR] [--keep]
 //               [--isa NAME] [--no-tiny] [--adaptive] [--json FILE]
 //
+// Models are written to --dir, by default a new directory in /dev/shm when it has 6 GiB free
+// (else /tmp), and each is deleted once measured unless --keep.
+//
 // Children run with FLOTILLA_ADAPTIVE_THREADS=0 (the executor's fall-back to one thread on an
 // oversubscribed host is off, so a 2-thread figure is a 2-thread figure) unless --adaptive.
 #include <fcntl.h>
@@ -256,7 +259,12 @@ int RunParent(const Options& o, const std::string& self) {
   std::string dir = o.dir;
   bool made_dir = false;
   if (dir.empty()) {
-    char tmpl[] = "/tmp/flotilla-bench-XXXXXX";
+    // tmpfs when it has room (writing gigabytes to a shared VM disk can take minutes), else /tmp.
+    std::error_code ec;
+    const auto shm = fs::space("/dev/shm", ec);
+    const bool use_shm = !ec && shm.available > (uint64_t{6} << 30);
+    char tmpl[64];
+    std::snprintf(tmpl, sizeof(tmpl), "%s/flotilla-bench-XXXXXX", use_shm ? "/dev/shm" : "/tmp");
     if (!mkdtemp(tmpl)) {
       std::perror("mkdtemp");
       return 1;

@@ -201,14 +201,17 @@ struct Q4W {
   }
 };
 
-template <class W, int R, int T, bool kPrefetch>
+// pf: bytes ahead of each row's step to prefetch (0: none).
+template <class W, int R, int T>
 FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const int8_t* const* xq, const float* const* xd, int64_t s,
-                               __m256 (&acc)[R][T]) {
+                               int64_t pf, __m256 (&acc)[R][T]) {
   typename W::Row w[R];
   __m256 dw[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
-    if constexpr (kPrefetch) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + 16 * W::kBlockBytes, _MM_HINT_T0);
+    if (pf) {
+      for (int o = 0; o < 2 * W::kBlockBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + pf + o, _MM_HINT_T0);
+    }
     w[r] = W::Load(wp[r]);
     dw[r] = Scales2(wp[r], W::kBlockBytes);
   }
@@ -242,9 +245,12 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   const uint8_t* wp[R];
+  // Prefetch two tiles ahead: the rows of a chunk lie back to back, so the tiles form one
+  // contiguous stream (short interleaved row streams defeat the hardware prefetcher).
+  const int64_t pf = 2 * R * a.w_row_bytes;
   for (int64_t s = 0; s < steps; ++s) {
     for (int r = 0; r < R; ++r) wp[r] = wq[r] + s * kStepBytes;
-    QuantStep<W, R, T, true>(wp, xq, xd, s, acc);
+    QuantStep<W, R, T>(wp, xq, xd, s, pf, acc);
   }
   if (nb % 2) {
     // The last block, copied into a zeroed whole step (zero scale: it adds exact zeros).
@@ -254,20 +260,18 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
       std::memcpy(tail[r], wq[r] + steps * kStepBytes, W::kBlockBytes);
       wp[r] = tail[r];
     }
-    QuantStep<W, R, T, false>(wp, xq, xd, steps, acc);
+    QuantStep<W, R, T>(wp, xq, xd, steps, 0, acc);
   }
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = Hsum(acc[r][t]);
 }
 
-// Decode (M = 1) takes tiles of 4 rows; batches take tiles of 2 rows x 4 tokens (16 registers).
+// Decode (M < 4) takes one row at a time (one sequential stream); batches take tiles of 2 rows x
+// 4 tokens (16 registers).
 template <class W>
 void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
   int64_t n = n0;
-  if (a.M < 4) {
-    for (; n + 4 <= n1; n += 4)
-      for (int64_t m = 0; m < a.M; ++m) QuantTile<W, 4, 1>(a, n, m);
-  } else {
+  if (a.M >= 4) {
     for (; n + 2 <= n1; n += 2) {
       int64_t m = 0;
       for (; m + 4 <= a.M; m += 4) QuantTile<W, 2, 4>(a, n, m);
@@ -319,11 +323,12 @@ void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   int64_t k = 0;
+  const int64_t pf = 2 * R * a.w_row_bytes;  // two tiles ahead, as in QuantTile
   for (; k + 8 <= a.K; k += 8) {
     __m256 wv[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(static_cast<const char*>(w[r]) + (k + 256) * W::kBytes, _MM_HINT_T0);
+      _mm_prefetch(static_cast<const char*>(w[r]) + k * W::kBytes + pf, _MM_HINT_T0);
       wv[r] = W::Load8(w[r], k);
     }
 #pragma GCC unroll 8

@@ -247,6 +247,11 @@ int EnvInt(const char* name, int fallback) {
 }
 const int kDecodeRows = EnvInt("FLOTILLA_Q_DECODE_ROWS", 1);    // rows per tile when M < 4
 const int kPrefetchTiles = EnvInt("FLOTILLA_Q_PREFETCH", 2);    // prefetch this many tiles ahead
+const int kPrefetchBytes = EnvInt("FLOTILLA_PREFETCH_BYTES", 4096);  // if set: this many bytes ahead
+
+FLOTILLA_INLINE int64_t PrefetchDistance(int R, int64_t row_bytes) {
+  return kPrefetchBytes > 0 ? kPrefetchBytes : kPrefetchTiles * R * row_bytes;
+}
 
 template <class W, int R, int T>
 void QuantTile(const MatMulArgs& a, int64_t n, int64_t m, const typename W::Consts& c) {
@@ -263,7 +268,7 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m, const typename W::Cons
   // Prefetch the same quad of the rows a few tiles ahead: rows lie back to back, so the tiles of
   // a chunk form one contiguous stream, which this keeps ahead of (short interleaved row streams
   // defeat the hardware prefetcher). Prefetching past the matrix is harmless.
-  const int64_t pf = kPrefetchTiles * R * a.w_row_bytes;
+  const int64_t pf = PrefetchDistance(R, a.w_row_bytes);
   for (int64_t q = 0; q < steps; ++q) {
     QuantStep<W, R, T>(wp, xp, pf, c, acc);
     for (int r = 0; r < R; ++r) wp[r] += W::kStepBytes;
@@ -333,19 +338,21 @@ struct BF16W {
 
 template <class W, int R, int T>
 void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
-  const void* w[R];
+  const char* w[R];
   for (int r = 0; r < R; ++r) w[r] = static_cast<const char*>(a.w) + (n + r) * a.w_row_bytes;
   const float* x[T];
   for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(static_cast<const char*>(a.x) + (m + t) * a.x_row_bytes);
   __m512 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  // Prefetch two tiles ahead: the tiles of a chunk are one contiguous stream (see QuantTile).
+  const int64_t pf = PrefetchDistance(R, a.w_row_bytes);
   int64_t k = 0;
   for (; k + 16 <= a.K; k += 16) {
     __m512 wv[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(static_cast<const char*>(w[r]) + (k + 512) * W::kBytes, _MM_HINT_T0);
+      _mm_prefetch(w[r] + k * W::kBytes + pf, _MM_HINT_T0);
       wv[r] = W::Load(w[r], k);
     }
 #pragma GCC unroll 8
@@ -368,6 +375,7 @@ void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
     for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
+// Rows in tiles of 4 (four independent sums hide the FMA latency), tokens in tiles of 4.
 template <class W>
 void MatMulFloat(const MatMulArgs& a, int64_t n0, int64_t n1) {
   int64_t n = n0;
