@@ -29,7 +29,14 @@ class Worker {
     EXPECT_TRUE(proc_.Start(argv, dir_.File("worker.log")));
     ready_ = proc_.WaitReady(dir_.File("ready.json"));
     EXPECT_FALSE(ready_.is_null()) << proc_.Log();
-    if (ready_.is_null()) return;
+    if (ready_.is_null()) {
+      // Keep the fixture usable so a failed start is reported as failures, not a crash.
+      address_ = "127.0.0.1:1";
+      channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
+      stub_ = wv1::Worker::NewStub(channel_);
+      ready_ = nlohmann::json{{"grpc_port", 1}, {"metrics_port", 1}};
+      return;
+    }
     address_ = "127.0.0.1:" + std::to_string(ready_["grpc_port"].get<int>());
     channel_ = grpc::CreateChannel(address_, grpc::InsecureChannelCredentials());
     stub_ = wv1::Worker::NewStub(channel_);
