@@ -10,7 +10,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libre2-dev libxxhash-dev
   libboost-dev libhiredis-dev libssl-dev
   # integration tests: real servers and clients
-  grpc-proto
+  grpc-proto openssl
   prometheus redis-server python3-grpcio python3-protobuf curl
 )
 # Node.js runs the official `openai` SDK in end-to-end tests. Some machines carry a vendor build

@@ -263,7 +263,15 @@ void Engine::Step() {
   }
   if (static_cast<size_t>(rows) * V > logits_.size()) logits_.resize(static_cast<size_t>(rows) * V);
   if (metrics_) metrics_->iteration_tokens.Observe(static_cast<double>(batch_.size()));
+  const TimeNs t0 = clock_->Now();
   const absl::Status fs = executor_->Forward(batch_, logits_);
+  const double step_s = NsToSec(clock_->Now() - t0);
+  // Prefill capacity: tokens per busy second of steps that were mostly prefill. Unlike a rate
+  // over wall time it does not fall while idle, so admission can use it to estimate TTFT.
+  if (fs.ok() && prefill_tokens >= 16 && step_s > 0) {
+    const double sample = static_cast<double>(batch_.size()) / step_s;
+    prefill_capacity_ = prefill_capacity_ == 0 ? sample : 0.8 * prefill_capacity_ + 0.2 * sample;
+  }
 
   std::vector<scheduler::SeqResult> results;
   results.reserve(rows);
@@ -294,7 +302,6 @@ void Engine::Step() {
     }
   }
   tokens_since_ += static_cast<int64_t>(results.size());
-  prefill_since_ += prefill_tokens;
   for (const auto& f : scheduler_->Update(plan, results)) {
     absl::Status st;
     if (f.reason == FinishReason::kExpired) st = absl::DeadlineExceededError("deadline passed before the request finished");
@@ -360,8 +367,7 @@ void Engine::PublishLoad() {
     // Exponentially weighted rates over roughly the last few seconds.
     const double a = std::min(1.0, dt / 2.0);
     tok_rate_ = (1 - a) * tok_rate_ + a * (tokens_since_ / dt);
-    prefill_rate_ = (1 - a) * prefill_rate_ + a * (prefill_since_ / dt);
-    tokens_since_ = prefill_since_ = 0;
+    tokens_since_ = 0;
     last_rate_update_ = now;
   }
   std::lock_guard<std::mutex> l(mu_);
@@ -380,7 +386,7 @@ void Engine::PublishLoad() {
   load_.free_blocks = st.free_blocks;
   load_.total_blocks = st.total_blocks;
   load_.tokens_per_second = tok_rate_;
-  load_.prefill_tokens_per_second = prefill_rate_;
+  load_.prefill_tokens_per_second = prefill_capacity_;
   load_.prefix_hit_rate = st.prefix_queries ? static_cast<double>(st.prefix_hits) / st.prefix_queries : 0.0;
 }
 

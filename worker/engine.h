@@ -89,7 +89,7 @@ struct LoadSnapshot {
   int free_blocks = 0;
   int total_blocks = 0;
   double tokens_per_second = 0;
-  double prefill_tokens_per_second = 0;
+  double prefill_tokens_per_second = 0;  // capacity while busy, not a rate over idle time
   double prefix_hit_rate = 0;
   bool draining = false;
   bool healthy = true;
@@ -160,9 +160,10 @@ class Engine {
   ForwardBatch batch_;
   std::vector<float> logits_;
   std::vector<int> logit_row_;  // per plan seq: row in logits_ or -1
-  double tok_rate_ = 0, prefill_rate_ = 0;
+  double tok_rate_ = 0;          // generated tokens per wall-clock second (decays while idle)
+  double prefill_capacity_ = 0;  // prompt tokens per busy second (0 until measured)
   TimeNs last_rate_update_ = 0;
-  int64_t tokens_since_ = 0, prefill_since_ = 0;
+  int64_t tokens_since_ = 0;
 
   std::thread thread_;
 };
