@@ -201,6 +201,10 @@ struct Q4W {
   }
 };
 
+// Software prefetch distance ahead of each weight row pointer: decode reads one row at a time, so
+// a thread's rows form one contiguous stream (see avx512_kernels.cc).
+constexpr int64_t kPrefetchBytes = 4096;
+
 // pf: bytes ahead of each row's step to prefetch (0: none).
 template <class W, int R, int T>
 FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const int8_t* const* xq, const float* const* xd, int64_t s,
@@ -245,9 +249,7 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   const uint8_t* wp[R];
-  // Prefetch two tiles ahead: the rows of a chunk lie back to back, so the tiles form one
-  // contiguous stream (short interleaved row streams defeat the hardware prefetcher).
-  const int64_t pf = 2 * R * a.w_row_bytes;
+  const int64_t pf = kPrefetchBytes;
   for (int64_t s = 0; s < steps; ++s) {
     for (int r = 0; r < R; ++r) wp[r] = wq[r] + s * kStepBytes;
     QuantStep<W, R, T>(wp, xq, xd, s, pf, acc);
@@ -323,7 +325,7 @@ void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   int64_t k = 0;
-  const int64_t pf = 2 * R * a.w_row_bytes;  // two tiles ahead, as in QuantTile
+  const int64_t pf = kPrefetchBytes;
   for (; k + 8 <= a.K; k += 8) {
     __m256 wv[R];
 #pragma GCC unroll 8
