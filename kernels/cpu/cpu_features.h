@@ -17,9 +17,9 @@ struct CpuFeatures {
   bool avxvnni = false;
 
   bool HasAvx2Set() const { return avx2 && fma && f16c; }
-  // What avx512_kernels.cc is compiled for (Ice Lake, Sapphire Rapids, Zen 4 and later).
+  // What avx512_kernels.cc is compiled for (Cascade Lake, Ice Lake, Sapphire Rapids, Zen 4 and later).
   bool HasAvx512Set() const {
-    return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512vnni && avx512vbmi;
+    return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512vnni;
   }
   std::string ToString() const;
 };
