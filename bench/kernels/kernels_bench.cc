@@ -10,6 +10,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <random>
 #include <vector>
@@ -178,15 +179,14 @@ BENCHMARK(BM_PoolRun)->Arg(1)->Arg(2)->UseRealTime();
 void BM_PoolBarrier(benchmark::State& state) {
   ThreadPool pool(static_cast<int>(state.range(0)));
   const int64_t kPerRun = 1000;
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     pool.Run([&](int, int) {
       for (int64_t i = 0; i < kPerRun; ++i) pool.Barrier();
     });
   }
-  state.SetItemsProcessed(state.iterations() * kPerRun);
-  state.counters["ns/barrier"] = benchmark::Counter(static_cast<double>(state.iterations()) * kPerRun,
-                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert,
-                                                    benchmark::Counter::kIs1000);
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+  state.counters["ns_per_barrier"] = ns / static_cast<double>(state.iterations() * kPerRun);
 }
 BENCHMARK(BM_PoolBarrier)->Arg(2)->UseRealTime();
 
