@@ -142,10 +142,11 @@ void ActToQ8(DType, const void* act, void* out, int64_t K) {
 // that straddle blocks and cache lines measured up to 30 % slower on the memory-bound decode),
 // regrouped into the split form, and their four f16 scales spread over the lanes of their blocks.
 
-// The f16 scales of four blocks `stride` bytes apart, spread over their lanes (4i..4i+3: block i).
-FLOTILLA_INLINE __m512 Scales(const uint8_t* p, int stride) {
-  uint16_t h[4];
-  for (int i = 0; i < 4; ++i) std::memcpy(&h[i], p + i * stride, 2);
+// The f16 scales of the first `blocks` of four blocks `stride` bytes apart (zero for the rest),
+// spread over their lanes (4i..4i+3: block i).
+FLOTILLA_INLINE __m512 Scales(const uint8_t* p, int stride, int blocks = 4) {
+  uint16_t h[4] = {0, 0, 0, 0};
+  for (int i = 0; i < blocks; ++i) std::memcpy(&h[i], p + i * stride, 2);
   uint64_t packed;
   std::memcpy(&packed, h, 8);
   const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
@@ -157,16 +158,22 @@ struct Q8W {
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
   static constexpr int kStepBytes = 4 * kBlockBytes;
   static constexpr int kShift = 7;  // the offset 128 = 1 << 7
-  static FLOTILLA_INLINE void Load(const uint8_t* p, __m512i& lo, __m512i& hi, __m512& d) {
+  // blocks < 4 (the last step of a row): the missing blocks read as zeros, nothing past them is
+  // read (masked loads), and their zero scales make them add exact zeros.
+  template <bool kTail>
+  static FLOTILLA_INLINE void Load(const uint8_t* p, int blocks, __m512i& lo, __m512i& hi, __m512& d) {
+    auto q = [&](int i) {
+      const auto* src = reinterpret_cast<const __m256i*>(p + i * kBlockBytes + 2);
+      if constexpr (kTail) return _mm256_maskz_loadu_epi8(i < blocks ? ~__mmask32{0} : 0, src);
+      return _mm256_loadu_si256(src);
+    };
     // a = [b0 lo, b0 hi, b1 lo, b1 hi], b = [b2 lo, b2 hi, b3 lo, b3 hi] (16-byte lanes).
-    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 2))),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 36)), 1);
-    const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 70))),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 104)), 1);
+    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(q(0)), q(1), 1);
+    const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(q(2)), q(3), 1);
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
     lo = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0)), bias);
     hi = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1)), bias);
-    d = Scales(p, kBlockBytes);
+    d = Scales(p, kBlockBytes, kTail ? blocks : 4);
   }
 };
 
@@ -175,21 +182,29 @@ struct Q4W {
   static constexpr int kBlockBytes = sizeof(BlockQ4_0);
   static constexpr int kStepBytes = 4 * kBlockBytes;
   static constexpr int kShift = 3;  // the offset 8 = 1 << 3
-  static FLOTILLA_INLINE void Load(const uint8_t* p, __m512i& lo, __m512i& hi, __m512& d) {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2)));
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 20)), 1);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 38)), 2);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 56)), 3);
+  template <bool kTail>
+  static FLOTILLA_INLINE void Load(const uint8_t* p, int blocks, __m512i& lo, __m512i& hi, __m512& d) {
+    auto q = [&](int i) {
+      const auto* src = reinterpret_cast<const __m128i*>(p + i * kBlockBytes + 2);
+      if constexpr (kTail) return _mm_maskz_loadu_epi8(i < blocks ? __mmask16{0xffff} : 0, src);
+      return _mm_loadu_si128(src);
+    };
+    __m512i v = _mm512_castsi128_si512(q(0));
+    v = _mm512_inserti32x4(v, q(1), 1);
+    v = _mm512_inserti32x4(v, q(2), 2);
+    v = _mm512_inserti32x4(v, q(3), 3);
     const __m512i m = _mm512_set1_epi8(0x0f);
     lo = _mm512_and_si512(v, m);
     hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    d = Scales(p, kBlockBytes);
+    d = Scales(p, kBlockBytes, kTail ? blocks : 4);
   }
 };
 
 // One quad for R rows x T tokens. pf: bytes ahead of each row's quad to prefetch (0: none).
-template <class W, int R, int T>
-FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const uint8_t* const* xp, int64_t pf, __m512 (&acc)[R][T]) {
+// kTail: the last step of the rows, holding `blocks` < 4 blocks.
+template <class W, int R, int T, bool kTail = false>
+FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const uint8_t* const* xp, int64_t pf, __m512 (&acc)[R][T],
+                               int blocks = 4) {
   __m512i lo[R], hi[R];
   __m512 dw[R];
 #pragma GCC unroll 8
@@ -197,7 +212,7 @@ FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const uint8_t* const* x
     if (pf) {
       for (int o = 0; o < W::kStepBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + pf + o, _MM_HINT_T0);
     }
-    W::Load(wp[r], lo[r], hi[r], dw[r]);
+    W::template Load<kTail>(wp[r], blocks, lo[r], hi[r], dw[r]);
   }
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
@@ -236,17 +251,8 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
     for (int r = 0; r < R; ++r) wp[r] += W::kStepBytes;
     for (int t = 0; t < T; ++t) xp[t] += QuadActFormat::kQuadBytes;
   }
-  if (rem) {
-    // The last 1..3 blocks, copied into a zeroed quad: zero scales and zero quants add exact
-    // zeros (and the activation's padding blocks are zero).
-    alignas(64) uint8_t tail[R][W::kStepBytes];
-    for (int r = 0; r < R; ++r) {
-      std::memset(tail[r], 0, sizeof(tail[r]));
-      std::memcpy(tail[r], wp[r], rem * W::kBlockBytes);
-      wp[r] = tail[r];
-    }
-    QuantStep<W, R, T>(wp, xp, 0, acc);
-  }
+  // The last 1..3 blocks (the activation's padding blocks are zero).
+  if (rem) QuantStep<W, R, T, true>(wp, xp, 0, acc, rem);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
