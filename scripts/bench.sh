@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make bench`: CPU kernel benchmarks (Google Benchmark) and the whole-model benchmark
+# `make bench`: CPU kernel benchmarks (Google Benchmark), the whole-model benchmark
 # (synthetic 110M and 1B models written on the fly into a temporary directory and deleted
-# afterwards; decode/prompt/batched tokens/s, roofline, peak RSS). Results go to stdout and to
-# $BUILD_DIR/bench-results/. About 10-15 minutes on 2 cores; --quick takes about 2.
+# afterwards; decode/prompt/batched tokens/s, roofline, peak RSS), the worker serving benchmark
+# (concurrency 1/4/16/64 on stories260K-q8_0 and a synthetic 110M Q8_0) and the gateway
+# benchmark. Results go to stdout and to $BUILD_DIR/bench-results/. About 15-20 minutes on 2
+# cores; --quick takes a few.
 #
-#   scripts/bench.sh [--quick] [--kernels-only | --model-only] [-- extra model_bench flags]
+#   scripts/bench.sh [--quick] [--kernels-only | --model-only | --serving-only] [-- extra model_bench flags]
 #   BUILD_DIR=build-perf scripts/bench.sh --quick
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +14,14 @@ BUILD_DIR=${BUILD_DIR:-build}
 quick=0
 run_kernels=1
 run_model=1
+run_serving=1
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) quick=1 ;;
-    --kernels-only) run_model=0 ;;
-    --model-only) run_kernels=0 ;;
+    --kernels-only) run_model=0; run_serving=0 ;;
+    --model-only) run_kernels=0; run_serving=0 ;;
+    --serving-only) run_kernels=0; run_model=0 ;;
     --) shift; extra=("$@"); break ;;
     *) echo "unknown flag $1 (see the top of $0)" >&2; exit 2 ;;
   esac
@@ -49,5 +53,23 @@ if [[ $run_model == 1 ]]; then
   args=(--json "$out/model.jsonl")
   [[ $quick == 1 ]] && args+=(--quick)
   "$BUILD_DIR/bin/model_bench" "${args[@]}" "${extra[@]}" | tee "$out/model.md"
+fi
+if [[ $run_serving == 1 ]]; then
+  secs=10; gw=(); [[ $quick == 1 ]] && { secs=3; gw=(--overload-s 10 --duration-s 3); }
+  echo "== worker serving benchmark: stories260K-q8_0"
+  "$BUILD_DIR/bin/worker_bench" --model stories260K-q8_0.gguf --concurrency 1,4,16,64 --seconds "$secs" \
+    | tee "$out/worker-stories.txt"
+  shm=/dev/shm; [[ -w $shm ]] || shm=${TMPDIR:-/tmp}
+  synth="$shm/flotilla-bench-110m-q8_0.$$.gguf"
+  trap 'rm -f "$synth"' EXIT
+  "$BUILD_DIR/bin/flotilla" synth --shape 110m --type q8_0 -o "$synth" >/dev/null
+  echo "== worker serving benchmark: synthetic 110M Q8_0"
+  "$BUILD_DIR/bin/worker_bench" --model "$synth" --ctx-size 2048 --concurrency 1,4,16,64 --seconds "$secs" \
+    --worker-args "--kv-memory-mb 768" | tee "$out/worker-110m.txt"
+  rm -f "$synth"
+  if [[ -x "$BUILD_DIR/bin/gateway_bench" ]]; then
+    echo "== gateway benchmark"
+    "$BUILD_DIR/bin/gateway_bench" "${gw[@]}" | tee "$out/gateway.txt"
+  fi
 fi
 echo "== results in $out"
