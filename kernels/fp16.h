@@ -1,5 +1,7 @@
 // IEEE half and bfloat16 conversions, bit-exact with ggml's scalar paths
-// (round to nearest even on the way down).
+// (round to nearest even on the way down). The functions are `static`: files compiled with
+// AVX2/AVX-512 flags include this header too, and a shared inline copy built with those flags
+// could otherwise be the one the linker keeps for every caller.
 #pragma once
 
 #include <cstdint>
@@ -7,18 +9,18 @@
 
 namespace flotilla::kernels {
 
-inline float BitsToFloat(uint32_t u) {
+static inline float BitsToFloat(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
 }
-inline uint32_t FloatToBits(float f) {
+static inline uint32_t FloatToBits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
 }
 
-inline float F16ToF32(uint16_t h) {
+static inline float F16ToF32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1f;
   uint32_t mant = h & 0x3ff;
@@ -37,7 +39,7 @@ inline float F16ToF32(uint16_t h) {
   return BitsToFloat(sign | ((exp + 127 - 15) << 23) | (mant << 13));
 }
 
-inline uint16_t F32ToF16(float f) {
+static inline uint16_t F32ToF16(float f) {
   const uint32_t x = FloatToBits(f);
   const uint32_t sign = (x >> 16) & 0x8000;
   const uint32_t absx = x & 0x7fffffff;
@@ -62,9 +64,9 @@ inline uint16_t F32ToF16(float f) {
   return static_cast<uint16_t>(sign | h);
 }
 
-inline float BF16ToF32(uint16_t b) { return BitsToFloat(static_cast<uint32_t>(b) << 16); }
+static inline float BF16ToF32(uint16_t b) { return BitsToFloat(static_cast<uint32_t>(b) << 16); }
 
-inline uint16_t F32ToBF16(float f) {
+static inline uint16_t F32ToBF16(float f) {
   uint32_t u = FloatToBits(f);
   if ((u & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((u >> 16) | 64);  // quiet nan
   return static_cast<uint16_t>((u + (0x7fff + ((u >> 16) & 1))) >> 16);

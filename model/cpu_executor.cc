@@ -84,6 +84,7 @@ class CpuExecutor final : public Executor {
         num_blocks_(o.num_kv_blocks),
         block_size_(o.block_size),
         max_tokens_(o.max_batch_tokens),
+        kv_f16_(o.kv_type == KvDType::kF16),
         adaptive_(AdaptiveThreads()) {
     const int64_t T = max_tokens_;
     x_.resize(T * c_.dim);
@@ -119,8 +120,9 @@ class CpuExecutor final : public Executor {
       }
     }
     // The KV cache is left uninitialised: pages are committed only as blocks are first written.
-    layer_kv_floats_ = static_cast<int64_t>(num_blocks_) * c_.kv_dim() * block_size_;
-    kv_.reset(new float[2 * c_.n_layers * layer_kv_floats_]);
+    layer_kv_elems_ = static_cast<int64_t>(num_blocks_) * c_.kv_dim() * block_size_;
+    kv_elem_bytes_ = kv_f16_ ? 2 : 4;
+    kv_.reset(new char[2 * c_.n_layers * layer_kv_elems_ * kv_elem_bytes_]);
   }
 
   const LlamaConfig& config() const override { return c_; }
@@ -128,7 +130,8 @@ class CpuExecutor final : public Executor {
   int block_size() const override { return block_size_; }
   int max_batch_tokens() const override { return max_tokens_; }
   std::string Describe() const override {
-    return absl::StrCat("cpu ", kt_.isa, ", ", pool_.size(), " thread", pool_.size() == 1 ? "" : "s");
+    return absl::StrCat("cpu ", kt_.isa, ", ", pool_.size(), " thread", pool_.size() == 1 ? "" : "s", ", ",
+                        kv_f16_ ? "f16" : "f32", " KV");
   }
 
   absl::Status Forward(const ForwardBatch& b, std::span<float> logits) override;
@@ -143,8 +146,8 @@ class CpuExecutor final : public Executor {
     kernels::cpu::PagedAttentionArgs attn;
   };
 
-  float* KCache(int l) { return kv_.get() + (2 * static_cast<int64_t>(l)) * layer_kv_floats_; }
-  float* VCache(int l) { return kv_.get() + (2 * static_cast<int64_t>(l) + 1) * layer_kv_floats_; }
+  char* KCache(int l) { return kv_.get() + (2 * static_cast<int64_t>(l)) * layer_kv_elems_ * kv_elem_bytes_; }
+  char* VCache(int l) { return kv_.get() + (2 * static_cast<int64_t>(l) + 1) * layer_kv_elems_ * kv_elem_bytes_; }
 
   void Region(const Step& s, int tid, int nt);
   void Layer(const Step& s, int l, int tid, int nt);
@@ -211,8 +214,10 @@ class CpuExecutor final : public Executor {
   std::vector<float> attn_scratch_;
   int64_t attn_stride_ = 0;
   std::vector<float> rope_cos_, rope_sin_;
-  int64_t layer_kv_floats_ = 0;
-  std::unique_ptr<float[]> kv_;
+  const bool kv_f16_;
+  int64_t layer_kv_elems_ = 0;
+  int64_t kv_elem_bytes_ = 4;
+  std::unique_ptr<char[]> kv_;
 };
 
 bool AnyQuantized(std::initializer_list<const WeightMatrix*> ms) {
@@ -306,8 +311,8 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   const int dim = c_.dim, hd = c_.head_dim, kv = c_.kv_dim(), qd = c_.q_dim(), ffn = c_.ffn_dim, bs = block_size_;
   const int half = hd / 2;
   const int64_t block_stride = static_cast<int64_t>(kv) * bs;
-  float* kc = KCache(l);
-  float* vc = VCache(l);
+  char* kc = KCache(l);
+  char* vc = VCache(l);
 
   // Attention input.
   const bool qkv_q = AnyQuantized({&L.wq, &L.wk, &L.wv});
@@ -336,7 +341,12 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
           if (kind != 0) {
             // Slot pos % bs of block table[pos / bs]; layout [block][kv_head][slot][head_dim].
             const int64_t off = tables_[t][pos / bs] * block_stride + h * bs * hd + static_cast<int64_t>(pos % bs) * hd;
-            std::memcpy((kind == 1 ? kc : vc) + off, head, sizeof(float) * hd);
+            char* dst = (kind == 1 ? kc : vc) + off * kv_elem_bytes_;
+            if (kv_f16_) {
+              kt_.f32_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd);
+            } else {
+              std::memcpy(dst, head, sizeof(float) * hd);
+            }
           }
         }
       }
@@ -347,6 +357,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   auto attn = s.attn;
   attn.k_cache = kc;
   attn.v_cache = vc;
+  attn.kv_f16 = kv_f16_;
   int64_t attn_work = 0;
   for (int64_t t = 0; t < T; ++t) attn_work += (b.positions[t] + 1) * int64_t{qd};
   float* scratch = attn_scratch_.data() + tid * attn_stride_;
@@ -399,8 +410,15 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
 
 }  // namespace
 
-int64_t CpuKvBytesPerBlock(const LlamaConfig& c, int block_size) {
-  return 2LL * c.n_layers * c.kv_dim() * block_size * static_cast<int64_t>(sizeof(float));
+absl::StatusOr<KvDType> ParseKvDType(const std::string& name) {
+  if (name == "f16") return KvDType::kF16;
+  if (name == "f32") return KvDType::kF32;
+  return absl::InvalidArgumentError("KV cache type '" + name + "' is not f16 or f32");
+}
+
+int64_t CpuKvBytesPerBlock(const LlamaConfig& c, int block_size, KvDType kv_type) {
+  const int64_t elem = kv_type == KvDType::kF16 ? 2 : 4;
+  return 2LL * c.n_layers * c.kv_dim() * block_size * elem;
 }
 
 absl::Status ValidateBatch(const ForwardBatch& b, const LlamaConfig& c, int num_kv_blocks, int block_size,

@@ -23,6 +23,7 @@ struct WorkerOptions {
   int num_kv_blocks = 0;   // overrides kv_memory_mb when set
   double gpu_memory_fraction = 0.9;
   int block_size = 16;
+  std::string kv_cache_type = "f16";  // f16 or f32
   int ctx_size = 0;
   bool prefix_cache = true;
   std::string host = "127.0.0.1";

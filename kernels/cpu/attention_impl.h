@@ -13,15 +13,34 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cpu/kernel_table.h"
+#include "kernels/fp16.h"
+
+#ifndef FLOTILLA_ATTN_INLINE
+#define FLOTILLA_ATTN_INLINE inline
+#endif
 
 namespace flotilla::kernels::cpu {
 namespace {
 
-template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
+// The KV cache holds f32 or IEEE half elements. The plain paths read a row through RowF32, which
+// converts a half row into `tmp`; the vector path converts inside its loads (V::LoadKv).
+template <class KvT>
+FLOTILLA_ATTN_INLINE const float* RowF32(const void* base, int64_t off, int n, float* tmp) {
+  if constexpr (std::is_same_v<KvT, float>) {
+    return static_cast<const float*>(base) + off;
+  } else {
+    const uint16_t* h = static_cast<const uint16_t*>(base) + off;
+    for (int i = 0; i < n; ++i) tmp[i] = F16ToF32(h[i]);
+    return tmp;
+  }
+}
+
+template <class KvT, float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
           void (*Softmax)(float*, int64_t)>
-void PagedAttentionImpl(const PagedAttentionArgs& a, int64_t t, int h, float* scores) {
+void PagedAttentionImplT(const PagedAttentionArgs& a, int64_t t, int h, float* scores) {
   const int group = a.n_heads / a.n_kv_heads;
   const int kvh = h / group;
   const int hd = a.head_dim;
@@ -31,25 +50,35 @@ void PagedAttentionImpl(const PagedAttentionArgs& a, int64_t t, int h, float* sc
   const int32_t* table = a.block_tables[t];
   const int64_t block_stride = static_cast<int64_t>(a.n_kv_heads) * bs * hd;
   const int64_t head_off = static_cast<int64_t>(kvh) * bs * hd;
+  float tmp[1024];  // one converted row (head_dim <= 1024, checked by the loader)
 
   for (int j = 0, b = 0; j < n; j += bs, ++b) {
-    const float* kb = a.k_cache + table[b] * block_stride + head_off;
+    const int64_t kb = table[b] * block_stride + head_off;
     const int cnt = std::min(bs, n - j);
-    for (int s = 0; s < cnt; ++s) scores[j + s] = Dot(q, kb + static_cast<int64_t>(s) * hd, hd) * a.scale;
+    for (int s = 0; s < cnt; ++s) {
+      scores[j + s] = Dot(q, RowF32<KvT>(a.k_cache, kb + static_cast<int64_t>(s) * hd, hd, tmp), hd) * a.scale;
+    }
   }
   Softmax(scores, n);
   float* o = a.out + t * a.out_stride + static_cast<int64_t>(h) * hd;
   std::memset(o, 0, sizeof(float) * hd);
   for (int j = 0, b = 0; j < n; j += bs, ++b) {
-    const float* vb = a.v_cache + table[b] * block_stride + head_off;
+    const int64_t vb = table[b] * block_stride + head_off;
     const int cnt = std::min(bs, n - j);
-    for (int s = 0; s < cnt; ++s) Axpy(scores[j + s], vb + static_cast<int64_t>(s) * hd, o, hd);
+    for (int s = 0; s < cnt; ++s) Axpy(scores[j + s], RowF32<KvT>(a.v_cache, vb + static_cast<int64_t>(s) * hd, hd, tmp), o, hd);
   }
 }
 
 template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
           void (*Softmax)(float*, int64_t)>
-void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
+void PagedAttentionImpl(const PagedAttentionArgs& a, int64_t t, int h, float* scores) {
+  if (a.kv_f16) return PagedAttentionImplT<uint16_t, Dot, Axpy, Softmax>(a, t, h, scores);
+  PagedAttentionImplT<float, Dot, Axpy, Softmax>(a, t, h, scores);
+}
+
+template <class KvT, float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
+          void (*Softmax)(float*, int64_t)>
+void PagedAttentionGroupImplT(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
   const int group = a.n_heads / a.n_kv_heads;
   const int hd = a.head_dim;
   const int bs = a.block_size;
@@ -59,12 +88,13 @@ void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, fl
   const int32_t* table = a.block_tables[t];
   const int64_t block_stride = static_cast<int64_t>(a.n_kv_heads) * bs * hd;
   const int64_t head_off = static_cast<int64_t>(kvh) * bs * hd;
+  float tmp[1024];
 
   for (int j = 0, b = 0; j < n; j += bs, ++b) {
-    const float* kb = a.k_cache + table[b] * block_stride + head_off;
+    const int64_t kb = table[b] * block_stride + head_off;
     const int cnt = std::min(bs, n - j);
     for (int s = 0; s < cnt; ++s) {
-      const float* k = kb + static_cast<int64_t>(s) * hd;
+      const float* k = RowF32<KvT>(a.k_cache, kb + static_cast<int64_t>(s) * hd, hd, tmp);
       for (int g = 0; g < group; ++g) scratch[g * stride + j + s] = Dot(q + g * hd, k, hd) * a.scale;
     }
   }
@@ -72,19 +102,26 @@ void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, fl
   float* o = a.out + t * a.out_stride + static_cast<int64_t>(kvh) * group * hd;
   std::memset(o, 0, sizeof(float) * hd * group);
   for (int j = 0, b = 0; j < n; j += bs, ++b) {
-    const float* vb = a.v_cache + table[b] * block_stride + head_off;
+    const int64_t vb = table[b] * block_stride + head_off;
     const int cnt = std::min(bs, n - j);
     for (int s = 0; s < cnt; ++s) {
-      const float* v = vb + static_cast<int64_t>(s) * hd;
+      const float* v = RowF32<KvT>(a.v_cache, vb + static_cast<int64_t>(s) * hd, hd, tmp);
       for (int g = 0; g < group; ++g) Axpy(scratch[g * stride + j + s], v, o + g * hd, hd);
     }
   }
 }
 
+template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
+          void (*Softmax)(float*, int64_t)>
+void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
+  if (a.kv_f16) return PagedAttentionGroupImplT<uint16_t, Dot, Axpy, Softmax>(a, t, kvh, scratch);
+  PagedAttentionGroupImplT<float, Dot, Axpy, Softmax>(a, t, kvh, scratch);
+}
+
 // V: the variant's vector policy (Reg, kWidth, Zero, Load(p, n), Store(p, v, n), Fmadd(a, x, acc),
 // Add). Handles head_dim <= kMaxRegs * V::kWidth; `heads` consecutive query heads of KV head kvh
 // starting at query head h0 (a whole group, or one head).
-template <class V, float (*Dot)(const float*, const float*, int), void (*Softmax)(float*, int64_t)>
+template <class V, class KvT, void (*Softmax)(float*, int64_t)>
 void PagedAttentionVecImpl(const PagedAttentionArgs& a, int64_t t, int kvh, int h0, int heads, float* scratch) {
   constexpr int kMaxRegs = 8;
   const int hd = a.head_dim;
@@ -96,28 +133,42 @@ void PagedAttentionVecImpl(const PagedAttentionArgs& a, int64_t t, int kvh, int 
   const int64_t block_stride = static_cast<int64_t>(a.n_kv_heads) * bs * hd;
   const int64_t head_off = static_cast<int64_t>(kvh) * bs * hd;
 
-  for (int j = 0, b = 0; j < n; j += bs, ++b) {
-    const float* kb = a.k_cache + table[b] * block_stride + head_off;
-    const int cnt = std::min(bs, n - j);
-    for (int s = 0; s < cnt; ++s) {
-      const float* k = kb + static_cast<int64_t>(s) * hd;
-      for (int g = 0; g < heads; ++g) scratch[g * stride + j + s] = Dot(q + g * hd, k, hd) * a.scale;
+  const int regs = (hd + V::kWidth - 1) / V::kWidth;
+  // Scores: kWidth positions at a time, each a full-width dot product accumulated in its own
+  // register, then all of them summed across lanes together by V::Reduce (one horizontal sum per
+  // position costs more than the multiply-adds at these head sizes).
+  for (int g = 0; g < heads; ++g) {
+    typename V::Reg qv[kMaxRegs];
+    for (int i = 0; i < regs; ++i) qv[i] = V::Load(q + g * hd + i * V::kWidth, hd - i * V::kWidth);
+    float* sc = scratch + g * stride;
+    for (int j = 0, b = 0; j < n; j += bs, ++b) {
+      const KvT* kb = static_cast<const KvT*>(a.k_cache) + table[b] * block_stride + head_off;
+      const int cnt = std::min(bs, n - j);
+      for (int s0 = 0; s0 < cnt; s0 += V::kWidth) {
+        const int m = std::min(V::kWidth, cnt - s0);
+        typename V::Reg acc[V::kWidth];
+        for (int s = 0; s < V::kWidth; ++s) acc[s] = V::Zero();
+        for (int s = 0; s < m; ++s) {
+          const KvT* k = kb + static_cast<int64_t>(s0 + s) * hd;
+          for (int i = 0; i < regs; ++i) acc[s] = V::FmaddV(qv[i], V::LoadKv(k + i * V::kWidth, hd - i * V::kWidth), acc[s]);
+        }
+        V::Store(sc + j + s0, V::Scale(V::Reduce(acc), a.scale), m);
+      }
     }
   }
   for (int g = 0; g < heads; ++g) Softmax(scratch + g * stride, n);
   float* o = a.out + t * a.out_stride + static_cast<int64_t>(h0) * hd;
   std::memset(o, 0, sizeof(float) * hd * heads);
-  const int regs = (hd + V::kWidth - 1) / V::kWidth;
   for (int j = 0, b = 0; j < n; j += bs, ++b) {
-    const float* vb = a.v_cache + table[b] * block_stride + head_off;
+    const KvT* vb = static_cast<const KvT*>(a.v_cache) + table[b] * block_stride + head_off;
     const int cnt = std::min(bs, n - j);
     for (int g = 0; g < heads; ++g) {
       const float* p = scratch + g * stride + j;
       typename V::Reg acc[kMaxRegs];
       for (int i = 0; i < regs; ++i) acc[i] = V::Zero();
       for (int s = 0; s < cnt; ++s) {
-        const float* v = vb + static_cast<int64_t>(s) * hd;
-        for (int i = 0; i < regs; ++i) acc[i] = V::Fmadd(p[s], V::Load(v + i * V::kWidth, hd - i * V::kWidth), acc[i]);
+        const KvT* v = vb + static_cast<int64_t>(s) * hd;
+        for (int i = 0; i < regs; ++i) acc[i] = V::Fmadd(p[s], V::LoadKv(v + i * V::kWidth, hd - i * V::kWidth), acc[i]);
       }
       float* og = o + g * hd;
       for (int i = 0; i < regs; ++i) {
@@ -132,7 +183,9 @@ template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(f
           void (*Softmax)(float*, int64_t)>
 void PagedAttentionHeadVec(const PagedAttentionArgs& a, int64_t t, int h, float* scratch) {
   if (a.head_dim > 8 * V::kWidth) return PagedAttentionImpl<Dot, Axpy, Softmax>(a, t, h, scratch);
-  PagedAttentionVecImpl<V, Dot, Softmax>(a, t, h / (a.n_heads / a.n_kv_heads), h, 1, scratch);
+  const int kvh = h / (a.n_heads / a.n_kv_heads);
+  if (a.kv_f16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, h, 1, scratch);
+  PagedAttentionVecImpl<V, float, Softmax>(a, t, kvh, h, 1, scratch);
 }
 
 template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
@@ -140,7 +193,8 @@ template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(f
 void PagedAttentionGroupVec(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
   if (a.head_dim > 8 * V::kWidth) return PagedAttentionGroupImpl<Dot, Axpy, Softmax>(a, t, kvh, scratch);
   const int group = a.n_heads / a.n_kv_heads;
-  PagedAttentionVecImpl<V, Dot, Softmax>(a, t, kvh, kvh * group, group, scratch);
+  if (a.kv_f16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, kvh * group, group, scratch);
+  PagedAttentionVecImpl<V, float, Softmax>(a, t, kvh, kvh * group, group, scratch);
 }
 
 }  // namespace

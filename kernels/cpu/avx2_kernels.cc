@@ -434,12 +434,42 @@ struct V256 {
     }
   }
   static FLOTILLA_INLINE Reg Fmadd(float a, Reg x, Reg acc) { return _mm256_fmadd_ps(_mm256_set1_ps(a), x, acc); }
+  static FLOTILLA_INLINE Reg FmaddV(Reg a, Reg x, Reg acc) { return _mm256_fmadd_ps(a, x, acc); }
+  static FLOTILLA_INLINE Reg LoadKv(const float* p, int n) { return Load(p, n); }
+  static FLOTILLA_INLINE Reg LoadKv(const uint16_t* p, int n) {
+    if (n >= 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    alignas(16) uint16_t tail[8] = {};
+    std::memcpy(tail, p, sizeof(uint16_t) * n);
+    return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tail)));
+  }
   static FLOTILLA_INLINE Reg Add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  static FLOTILLA_INLINE Reg Scale(Reg a, float s) { return _mm256_mul_ps(a, _mm256_set1_ps(s)); }
+  // Lane i of the result is the sum of the lanes of v[i] (8 inputs), by a transpose-and-add tree.
+  static FLOTILLA_INLINE Reg Reduce(const Reg* v) {
+    Reg p[4], q[2];
+    for (int i = 0; i < 4; ++i) {
+      p[i] = _mm256_add_ps(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    }
+    for (int i = 0; i < 2; ++i) {
+      q[i] = _mm256_add_ps(_mm256_shuffle_ps(p[2 * i], p[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm256_shuffle_ps(p[2 * i], p[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    }
+    return _mm256_add_ps(_mm256_permute2f128_ps(q[0], q[1], 0x20), _mm256_permute2f128_ps(q[0], q[1], 0x31));
+  }
 };
+
+void F32ToF16x8(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; i < n; ++i) y[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+}
 
 KernelTable MakeTable() {
   KernelTable t{};
   t.isa = "avx2";
+  t.f32_to_f16 = F32ToF16x8;
   t.matmul[static_cast<int>(DType::kF32)] = MatMulFloat<F32W>;
   t.matmul[static_cast<int>(DType::kF16)] = MatMulFloat<F16W>;
   t.matmul[static_cast<int>(DType::kBF16)] = MatMulFloat<BF16W>;

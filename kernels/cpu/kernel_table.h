@@ -38,8 +38,10 @@ struct PagedAttentionArgs {
   int64_t q_stride;
   float* out;  // [T][n_heads * head_dim]
   int64_t out_stride;
-  const float* k_cache;
-  const float* v_cache;
+  // Layout per layer: [block][kv_head][slot][head_dim], elements f32 or IEEE half (kv_f16).
+  const void* k_cache;
+  const void* v_cache;
+  bool kv_f16 = false;
   int n_heads;
   int n_kv_heads;
   int head_dim;
@@ -83,6 +85,8 @@ struct KernelTable {
   void (*add)(const float* a, const float* b, float* out, int64_t n);
   AttentionFn attention;
   AttentionGroupFn attention_group;
+  // f32 -> IEEE half, round to nearest even (bit-exact across variants): storing K/V in an f16 cache.
+  void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
 };
 
 // The form activations must take for a weight type: F32 or Q8_0.

@@ -114,6 +114,9 @@ KernelTable MakeTable() {
   t.silu_mul = SiluMulScalar;
   t.add = AddPlain;
   t.attention = PagedAttentionImpl<DotScalar, AxpyScalar, SoftmaxScalar>;
+  t.f32_to_f16 = [](const float* x, uint16_t* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = F32ToF16(x[i]);
+  };
   t.attention_group = PagedAttentionGroupImpl<DotScalar, AxpyScalar, SoftmaxScalar>;
   return t;
 }

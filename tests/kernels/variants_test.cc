@@ -264,6 +264,64 @@ TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
   }
 }
 
+// A half-precision KV cache: every variant against the scalar reference reading the same half
+// values (bound 1e-10), group and single-head kernels bit for bit, and the result close to the
+// f32 cache (half rounding of K and V only: bound 1e-5). f32 -> half conversion is bit-exact.
+TEST_P(VariantTest, PagedAttentionWithHalfKvCache) {
+  std::mt19937 rng(23);
+  for (int n_kv : {8, 2}) {
+    for (int hd : {8, 20, 64, 128}) {
+      const int n_heads = 8, bs = 16, n_blocks = 10, T = 3;
+      const int64_t elems = static_cast<int64_t>(n_blocks) * n_kv * bs * hd;
+      auto k = RandomVector(elems, hd * 31 + n_kv);
+      auto v = RandomVector(elems, hd * 37 + n_kv);
+      auto q = RandomVector(T * n_heads * hd, hd * 41 + n_kv);
+      std::vector<uint16_t> kh(elems), vh(elems), kh2(elems);
+      ref_.f32_to_f16(k.data(), kh.data(), elems);
+      ref_.f32_to_f16(v.data(), vh.data(), elems);
+      fast_->f32_to_f16(k.data(), kh2.data(), elems);
+      EXPECT_EQ(kh, kh2) << "f32_to_f16 differs from the reference";
+      std::vector<int32_t> ids(n_blocks);
+      std::iota(ids.begin(), ids.end(), 0);
+      std::shuffle(ids.begin(), ids.end(), rng);
+      std::vector<int32_t> positions = {0, 21, n_blocks * bs - 1};
+      std::vector<const int32_t*> tables(T, ids.data());
+      PagedAttentionArgs args{};
+      args.q = q.data();
+      args.q_stride = n_heads * hd;
+      args.n_heads = n_heads;
+      args.n_kv_heads = n_kv;
+      args.head_dim = hd;
+      args.block_size = bs;
+      args.positions = positions.data();
+      args.block_tables = tables.data();
+      args.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      args.out_stride = n_heads * hd;
+      std::vector<float> full(T * n_heads * hd), ref(full.size()), head(full.size()), group(full.size());
+      std::vector<float> scratch(AttentionGroupScratch(n_heads, n_kv, hd, n_blocks * bs));
+      for (int t = 0; t < T; ++t) {
+        args.k_cache = k.data();
+        args.v_cache = v.data();
+        args.kv_f16 = false;
+        args.out = full.data();
+        for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
+        args.k_cache = kh.data();
+        args.v_cache = vh.data();
+        args.kv_f16 = true;
+        args.out = ref.data();
+        for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
+        args.out = head.data();
+        for (int h = 0; h < n_heads; ++h) fast_->attention(args, t, h, scratch.data());
+        args.out = group.data();
+        for (int g = 0; g < n_kv; ++g) fast_->attention_group(args, t, g, scratch.data());
+      }
+      EXPECT_LT(Nmse(group, ref), 1e-10) << "n_kv=" << n_kv << " hd=" << hd;
+      EXPECT_EQ(group, head) << "n_kv=" << n_kv << " hd=" << hd;
+      EXPECT_LT(Nmse(ref, full), 1e-5) << "n_kv=" << n_kv << " hd=" << hd;
+    }
+  }
+}
+
 // The group kernel (all query heads of a KV head, K/V read once) against the scalar reference
 // per head, for group sizes 1..8 and head sizes with and without a vector tail; and bit for bit
 // against the same variant's single-head kernel.

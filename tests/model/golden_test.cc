@@ -13,6 +13,7 @@ struct Case {
   std::string model;
   std::string isa;
   int threads;
+  KvDType kv = KvDType::kF16;
 };
 
 class GoldenTest : public ::testing::TestWithParam<Case> {};
@@ -27,6 +28,7 @@ TEST_P(GoldenTest, GreedyMatchesReferenceExactly) {
   ExecutorOptions eo;
   eo.threads = c.threads;
   eo.isa = c.isa;
+  eo.kv_type = c.kv;
   eo.max_batch_tokens = 64;
   auto ex = MakeCpuExecutor(model, eo);
   if (!ex.ok() && c.isa != "scalar") GTEST_SKIP() << ex.status();
@@ -45,10 +47,12 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"stories260K-f32.gguf", "", 1}, Case{"stories260K-f32.gguf", "", 2},
                       Case{"stories260K-f32.gguf", "scalar", 1}, Case{"stories260K-f16.gguf", "", 2},
                       Case{"stories260K-f16.gguf", "scalar", 1}, Case{"stories260K.bin", "", 2},
-                      Case{"stories260K.bin", "scalar", 1}),
+                      Case{"stories260K.bin", "scalar", 1},
+                      Case{"stories260K-f32.gguf", "", 2, KvDType::kF32}, Case{"stories260K-f16.gguf", "", 2, KvDType::kF32},
+                      Case{"stories260K.bin", "scalar", 1, KvDType::kF32}),
     [](const auto& info) {
       std::string n = info.param.model + "_" + (info.param.isa.empty() ? "best" : info.param.isa) + "_" +
-                      std::to_string(info.param.threads) + "t";
+                      std::to_string(info.param.threads) + "t_" + (info.param.kv == KvDType::kF16 ? "f16kv" : "f32kv");
       for (char& ch : n) if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return n;
     });
