@@ -123,7 +123,19 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       done_event_ = true;
       final_status_ = ToGrpc(ev.status);
     }
-    queue_.push_back(std::move(r));
+    // While a write is in flight and another message already waits behind it, fold this one
+    // into the waiting message: a slow reader gets fewer, larger messages instead of a growing
+    // queue, and no token waits longer than it would have anyway.
+    if (queue_.size() >= 2) {
+      v1::GenerateResponse& back = queue_.back();
+      const double ttft = back.time_to_first_token_s();
+      std::string text = back.text() + r.text();
+      back.MergeFrom(r);  // appends ids and logprobs; set scalars (finish, usage) overwrite
+      back.set_text(std::move(text));
+      if (ttft > 0) back.set_time_to_first_token_s(ttft);
+    } else {
+      queue_.push_back(std::move(r));
+    }
     Pump();
   }
 

@@ -163,9 +163,10 @@ TEST_F(WorkerIntegration, CancelledRequestReturnsItsBlocks) {
 }
 
 TEST_F(WorkerIntegration, ExpiredDeadlineEndsWithDeadlineExceededAndFreesKv) {
+  // 500 tokens take the tiny model tens of milliseconds; 3 ms ends the request in the batch.
   wv1::GenerateRequest req = Greedy("Once upon a time", 500);
   req.set_ignore_eos(true);
-  const Result r = Generate(worker_->stub(), req, std::chrono::milliseconds(30));
+  const Result r = Generate(worker_->stub(), req, std::chrono::milliseconds(3));
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_LT(r.ids.size(), 500u);
   EXPECT_TRUE(worker_->WaitKvFree());
@@ -264,6 +265,25 @@ TEST(WorkerProcess, TinyKvBudgetForcesPreemptionsAndAllFinishCorrectly) {
     EXPECT_EQ(r.ids, golden.generated_ids);
   }
   EXPECT_GT(w.Metric("flotilla_preemptions_total"), 0);
+  EXPECT_TRUE(w.WaitKvFree());
+}
+
+TEST(WorkerProcess, DeadlineExpiresWhileQueued) {
+  // One sequence slot, held by a long request: the second request waits in the queue and its
+  // deadline passes there; it must end with DEADLINE_EXCEEDED without ever running.
+  Worker w({"--max-num-seqs", "1"});
+  wv1::GenerateRequest longreq = Greedy("Once upon a time", 500);
+  longreq.set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  auto reader = w.stub().Generate(&ctx, longreq);
+  wv1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  const Result r = Generate(w.stub(), Greedy("The cat", 10), std::chrono::milliseconds(2));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_TRUE(r.ids.empty());
+  while (reader->Read(&msg)) {
+  }
+  EXPECT_TRUE(reader->Finish().ok());
   EXPECT_TRUE(w.WaitKvFree());
 }
 
