@@ -148,6 +148,34 @@ TEST_F(WorkerIntegration, SixteenConcurrentGreedyRequestsEqualTheGolden) {
   EXPECT_TRUE(worker_->WaitKvFree());
 }
 
+// A reader that falls behind may get merged messages (the worker folds tokens into a message
+// still waiting behind an in-flight write); ids, text and logprobs must be the same either way.
+TEST_F(WorkerIntegration, SlowReaderGetsTheSameContent) {
+  const auto golden = testing::LoadGolden("stories260K-f32.json");
+  wv1::GenerateRequest req = Greedy(golden.prompt, 128);
+  req.mutable_sampling()->set_logprobs(2);
+  grpc::ClientContext ctx;
+  auto reader = worker_->stub().Generate(&ctx, req);
+  wv1::GenerateResponse msg;
+  std::vector<int32_t> ids;
+  std::string text;
+  int messages = 0, logprobs = 0;
+  while (reader->Read(&msg)) {
+    if (messages++ < 10) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // fall behind
+    ids.insert(ids.end(), msg.token_ids().begin(), msg.token_ids().end());
+    text += msg.text();
+    logprobs += msg.logprobs_size();
+    if (msg.finish_reason() != flotilla::v1::FINISH_REASON_UNSPECIFIED) {
+      EXPECT_EQ(msg.usage().completion_tokens(), 128u);
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(ids, golden.generated_ids);
+  EXPECT_EQ(text, golden.text);
+  EXPECT_EQ(logprobs, 128);
+  EXPECT_LE(messages, 128);
+}
+
 TEST_F(WorkerIntegration, CancelledRequestReturnsItsBlocks) {
   grpc::ClientContext ctx;
   auto reader = worker_->stub().Generate(&ctx, Greedy("Once upon a time", 500));
