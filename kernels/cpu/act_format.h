@@ -29,19 +29,25 @@ struct SplitActFormat {
   }
 };
 
-// The AVX-512 variant's rows: the split layout of G = 4 blocks per quad, with what every dot
-// product of a quad needs from the token precomputed beside it, so a matmul step reads it with
-// plain loads. Each quad takes 256 contiguous bytes:
-//   [0, 64)    low halves of the 4 blocks (16 bytes each)
-//   [64, 128)  high halves
-//   [128, 192) 16 int32: minus the sum of the 8 values feeding each 32-bit lane of a dot product
-//              (4 from the low and 4 from the high vector), to remove a weight offset exactly
-//   [192, 256) 16 floats: the block scales spread over their lanes (lanes 4i..4i+3: block i)
+// The AVX-512 variant's rows: octs of 8 blocks laid out so that every 32-bit lane of a dot
+// product belongs to one block across four vectors (2 lanes per block): an oct's integer dot
+// products accumulate in one vector, which is then converted and scaled once for 8 blocks.
+// Vector j (j = 0..3) holds elements 8*E[j] .. 8*E[j]+7 of each block, E = {0, 2, 1, 3}; in
+// every vector the 8 bytes of block b sit in qword kOctPos[b] (= {0, 2, 1, 3, 4, 6, 5, 7}, its
+// own inverse), the order in which the weight loads of an oct come out of two in-lane qword
+// unpacks and a 128-bit lane shuffle. Each oct takes 384 contiguous bytes:
+//   [0, 256)   the four vectors of values (64 bytes each)
+//   [256, 320) 16 int32: minus the sum of the 16 values feeding each 32-bit lane of the four
+//              dot products, to remove a weight offset exactly
+//   [320, 384) 16 floats: the block scales spread over their lanes (lanes 2p, 2p+1: the block
+//              in qword p)
 // Padding blocks are zero.
-struct QuadActFormat {
-  static constexpr int64_t kQuadBytes = 256;
-  static int64_t Quads(int64_t K) { return (K / 32 + 3) / 4; }
-  static int64_t RowBytes(int64_t K) { return Quads(K) * kQuadBytes; }
+struct OctActFormat {
+  static constexpr int64_t kOctBytes = 384;
+  static constexpr int kOctPos[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+  static constexpr int kElemGroup[4] = {0, 2, 1, 3};  // E above
+  static int64_t Octs(int64_t K) { return (K / 32 + 7) / 8; }
+  static int64_t RowBytes(int64_t K) { return Octs(K) * kOctBytes; }
 };
 
 }  // namespace flotilla::kernels::cpu

@@ -2,14 +2,13 @@
 // only and used only when the CPU reports all of them. Everything is in an anonymous namespace
 // so no inline function compiled here can stand in for a baseline copy elsewhere.
 //
-// Quantized weights (Q8_0, Q4_0) meet Q8_0 activations in QuadActFormat: four blocks per step,
-// the low halves of the four blocks in one 64-byte vector and the high halves in another.
-// The weights are read in place from the ggml layout (no repacking, so no second copy) and put
-// into the same split form as unsigned bytes: Q4_0 nibbles (0..15) as they are, Q8_0 values
+// Quantized weights (Q8_0, Q4_0) meet Q8_0 activations in OctActFormat: eight blocks per step
+// in four 64-byte vectors, two 32-bit lanes per block. The weights are read in place from the
+// ggml layout (no repacking, so no second copy) and put into the same form as unsigned bytes: Q4_0 nibbles (0..15) as they are, Q8_0 values
 // offset by 128. vpdpbusd multiplies unsigned weight bytes by signed activation bytes and
 // sums four products per 32-bit lane without saturation; the offset is removed exactly by
 // starting the sum at -offset * (sum of the activations feeding that lane), which the
-// activation row stores (QuadActFormat) and every row shares. Each lane then holds an exact
+// activation row stores (OctActFormat) and every row shares. Each lane then holds an exact
 // integer partial dot product of one block, converted to float and scaled by (weight scale *
 // activation scale) of that block.
 //
@@ -94,31 +93,33 @@ void QuantizeQ8Ggml(const float* x, void* out, int64_t n) {
 }
 
 int64_t ActRowBytes(DType w, int64_t K) {
-  return IsBlockQuantized(w) ? QuadActFormat::RowBytes(K) : K * static_cast<int64_t>(sizeof(float));
+  return IsBlockQuantized(w) ? OctActFormat::RowBytes(K) : K * static_cast<int64_t>(sizeof(float));
 }
 
 void QuantizeAct(DType, const float* x, void* out, int64_t K) {
   const int64_t nb = K / kQK;
   auto* row = static_cast<uint8_t*>(out);
-  for (int64_t q = 0; q < QuadActFormat::Quads(K); ++q) {
-    uint8_t* quad = row + q * QuadActFormat::kQuadBytes;
-    uint16_t d16[4] = {0, 0, 0, 0};
-    for (int i = 0; i < 4; ++i) {
-      const int64_t b = q * 4 + i;
+  for (int64_t o = 0; o < OctActFormat::Octs(K); ++o) {
+    uint8_t* oct = row + o * OctActFormat::kOctBytes;
+    uint16_t d16[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // by qword position
+    for (int i = 0; i < 8; ++i) {
+      const int64_t b = o * 8 + i;
       QuantizedBlock qb{_mm_setzero_si128(), _mm_setzero_si128(), 0};
       if (b < nb) qb = QuantizeBlock(x + b * kQK);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(quad + 16 * i), qb.lo);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(quad + 64 + 16 * i), qb.hi);
-      d16[i] = qb.d16;
+      alignas(16) uint8_t q[32];
+      _mm_store_si128(reinterpret_cast<__m128i*>(q), qb.lo);
+      _mm_store_si128(reinterpret_cast<__m128i*>(q + 16), qb.hi);
+      const int p = OctActFormat::kOctPos[i];
+      for (int j = 0; j < 4; ++j) std::memcpy(oct + 64 * j + 8 * p, q + 8 * OctActFormat::kElemGroup[j], 8);
+      d16[p] = qb.d16;
     }
-    const __m512i lo = _mm512_loadu_si512(quad), hi = _mm512_loadu_si512(quad + 64);
     const __m512i ones = _mm512_set1_epi8(1);
-    const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, lo), ones, hi);
-    _mm512_storeu_si512(quad + 128, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
-    uint64_t packed;
-    std::memcpy(&packed, d16, 8);
-    const __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    _mm512_storeu_ps(quad + 192, _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))))));
+    __m512i sum = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) sum = _mm512_dpbusd_epi32(sum, ones, _mm512_loadu_si512(oct + 64 * j));
+    _mm512_storeu_si512(oct + 256, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+    const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d16)));
+    _mm512_storeu_ps(oct + 320, _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(d)));
   }
 }
 
@@ -126,103 +127,128 @@ void ActToQ8(DType, const void* act, void* out, int64_t K) {
   auto* y = static_cast<BlockQ8_0*>(out);
   const auto* row = static_cast<const uint8_t*>(act);
   for (int64_t b = 0; b < K / kQK; ++b) {
-    const uint8_t* quad = row + b / 4 * QuadActFormat::kQuadBytes;
+    const uint8_t* oct = row + b / 8 * OctActFormat::kOctBytes;
+    const int p = OctActFormat::kOctPos[b % 8];
     float d;
-    std::memcpy(&d, quad + 192 + 16 * (b % 4), 4);
+    std::memcpy(&d, oct + 320 + 8 * p, 4);
     y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-    std::memcpy(y[b].qs, quad + 16 * (b % 4), 16);
-    std::memcpy(y[b].qs + 16, quad + 64 + 16 * (b % 4), 16);
+    // E is its own inverse: elements 8g..8g+7 sit in vector E[g].
+    for (int g = 0; g < 4; ++g) std::memcpy(y[b].qs + 8 * g, oct + 64 * OctActFormat::kElemGroup[g] + 8 * p, 8);
   }
 }
 
 // ---- quantized weights -------------------------------------------------------------------------
 //
-// One step is a quad: four ggml blocks read in place with loads that touch every byte once
+// One step is an oct: eight ggml blocks read in place with loads that touch every byte once
 // (32-byte loads of each Q8_0 block's quants, 16-byte loads of each Q4_0 block's: 64-byte loads
 // that straddle blocks and cache lines measured up to 30 % slower on the memory-bound decode),
-// regrouped into the split form, and their four f16 scales spread over the lanes of their blocks.
+// regrouped by in-lane qword unpacks (and for Q8_0 a 128-bit lane shuffle) into OctActFormat's
+// four vectors, and their eight f16 scales spread over the lanes of their blocks. Every lane of
+// the four dot products then belongs to one block, so one convert, one scale product and one
+// FMA per (row, token) serve eight blocks (the quad layout before needed them for four).
 
-// The f16 scales of the first `blocks` of four blocks `stride` bytes apart (zero for the rest),
-// spread over their lanes (4i..4i+3: block i).
-FLOTILLA_INLINE __m512 Scales(const uint8_t* p, int stride, int blocks = 4) {
-  uint16_t h[4] = {0, 0, 0, 0};
-  for (int i = 0; i < blocks; ++i) std::memcpy(&h[i], p + i * stride, 2);
-  uint64_t packed;
-  std::memcpy(&packed, h, 8);
-  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  return _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed)))));
+// The f16 scales of the first `blocks` of eight blocks `stride` bytes apart (zero for the rest),
+// spread over their lanes in oct order (lanes 2p, 2p+1: block b with kOctPos[b] = p).
+FLOTILLA_INLINE __m512 OctScales(const uint8_t* p, int stride, int blocks = 8) {
+  auto h = [&](int i) -> uint64_t {
+    if (i >= blocks) return 0;
+    uint16_t v;
+    std::memcpy(&v, p + i * stride, 2);
+    return v;
+  };
+  const uint64_t lo = h(0) | h(1) << 16 | h(2) << 32 | h(3) << 48;
+  const uint64_t hi = h(4) | h(5) << 16 | h(6) << 32 | h(7) << 48;
+  const __m256 d = _mm256_cvtph_ps(_mm_set_epi64x(static_cast<int64_t>(hi), static_cast<int64_t>(lo)));
+  // Lane l holds block kOctPos[l / 2] (kOctPos is its own inverse).
+  const __m512i spread = _mm512_setr_epi32(0, 0, 2, 2, 1, 1, 3, 3, 4, 4, 6, 6, 5, 5, 7, 7);
+  return _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(d));
 }
 
 // Q8_0: values offset by 128 to unsigned bytes.
 struct Q8W {
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
-  static constexpr int kStepBytes = 4 * kBlockBytes;
+  static constexpr int kStepBytes = 8 * kBlockBytes;
   static constexpr int kShift = 7;  // the offset 128 = 1 << 7
-  // blocks < 4 (the last step of a row): the missing blocks read as zeros, nothing past them is
+  // blocks < 8 (the last step of a row): the missing blocks read as zeros, nothing past them is
   // read (masked loads), and their zero scales make them add exact zeros.
   template <bool kTail>
-  static FLOTILLA_INLINE void Load(const uint8_t* p, int blocks, __m512i& lo, __m512i& hi, __m512& d) {
+  static FLOTILLA_INLINE void Load(const uint8_t* p, int blocks, __m512i (&w)[4], __m512& d) {
     auto q = [&](int i) {
       const auto* src = reinterpret_cast<const __m256i*>(p + i * kBlockBytes + 2);
       if constexpr (kTail) return _mm256_maskz_loadu_epi8(i < blocks ? ~__mmask32{0} : 0, src);
       return _mm256_loadu_si256(src);
     };
-    // a = [b0 lo, b0 hi, b1 lo, b1 hi], b = [b2 lo, b2 hi, b3 lo, b3 hi] (16-byte lanes).
-    const __m512i a = _mm512_inserti64x4(_mm512_castsi256_si512(q(0)), q(1), 1);
-    const __m512i b = _mm512_inserti64x4(_mm512_castsi256_si512(q(2)), q(3), 1);
+    // z_k = [block 2k | block 2k+1] (qwords 0..3: the block's elements 0..7, 8..15, 16..23, 24..31).
+    auto z = [&](int k) { return _mm512_inserti64x4(_mm512_castsi256_si512(q(2 * k)), q(2 * k + 1), 1); };
+    const __m512i z0 = z(0), z1 = z(1), z2 = z(2), z3 = z(3);
+    // 128-bit lanes of l01: [b0 q0, b2 q0], [b0 q2, b2 q2], [b1 q0, b3 q0], [b1 q2, b3 q2].
+    const __m512i l01 = _mm512_unpacklo_epi64(z0, z1), h01 = _mm512_unpackhi_epi64(z0, z1);
+    const __m512i l45 = _mm512_unpacklo_epi64(z2, z3), h45 = _mm512_unpackhi_epi64(z2, z3);
     const __m512i bias = _mm512_set1_epi8(static_cast<char>(0x80));
-    lo = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0)), bias);
-    hi = _mm512_xor_si512(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1)), bias);
-    d = Scales(p, kBlockBytes, kTail ? blocks : 4);
+    w[0] = _mm512_xor_si512(_mm512_shuffle_i64x2(l01, l45, _MM_SHUFFLE(2, 0, 2, 0)), bias);  // qwords 0
+    w[1] = _mm512_xor_si512(_mm512_shuffle_i64x2(l01, l45, _MM_SHUFFLE(3, 1, 3, 1)), bias);  // qwords 2
+    w[2] = _mm512_xor_si512(_mm512_shuffle_i64x2(h01, h45, _MM_SHUFFLE(2, 0, 2, 0)), bias);  // qwords 1
+    w[3] = _mm512_xor_si512(_mm512_shuffle_i64x2(h01, h45, _MM_SHUFFLE(3, 1, 3, 1)), bias);  // qwords 3
+    d = OctScales(p, kBlockBytes, kTail ? blocks : 8);
   }
 };
 
 // Q4_0: the nibbles are the values offset by 8; low nibbles are elements 0..15.
 struct Q4W {
   static constexpr int kBlockBytes = sizeof(BlockQ4_0);
-  static constexpr int kStepBytes = 4 * kBlockBytes;
+  static constexpr int kStepBytes = 8 * kBlockBytes;
   static constexpr int kShift = 3;  // the offset 8 = 1 << 3
   template <bool kTail>
-  static FLOTILLA_INLINE void Load(const uint8_t* p, int blocks, __m512i& lo, __m512i& hi, __m512& d) {
+  static FLOTILLA_INLINE void Load(const uint8_t* p, int blocks, __m512i (&w)[4], __m512& d) {
     auto q = [&](int i) {
       const auto* src = reinterpret_cast<const __m128i*>(p + i * kBlockBytes + 2);
       if constexpr (kTail) return _mm_maskz_loadu_epi8(i < blocks ? __mmask16{0xffff} : 0, src);
       return _mm_loadu_si128(src);
     };
-    __m512i v = _mm512_castsi128_si512(q(0));
-    v = _mm512_inserti32x4(v, q(1), 1);
-    v = _mm512_inserti32x4(v, q(2), 2);
-    v = _mm512_inserti32x4(v, q(3), 3);
+    auto y = [&](int a, int b, int c, int e) {
+      __m512i v = _mm512_castsi128_si512(q(a));
+      v = _mm512_inserti32x4(v, q(b), 1);
+      v = _mm512_inserti32x4(v, q(c), 2);
+      return _mm512_inserti32x4(v, q(e), 3);
+    };
+    const __m512i ya = y(0, 1, 4, 5), yb = y(2, 3, 6, 7);
+    // Qword p of v0 (v1): bytes 0..7 (8..15) of block kOctPos[p]; low nibbles are elements
+    // 0..7 (8..15), high nibbles 16..23 (24..31).
+    const __m512i v0 = _mm512_unpacklo_epi64(ya, yb), v1 = _mm512_unpackhi_epi64(ya, yb);
     const __m512i m = _mm512_set1_epi8(0x0f);
-    lo = _mm512_and_si512(v, m);
-    hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-    d = Scales(p, kBlockBytes, kTail ? blocks : 4);
+    w[0] = _mm512_and_si512(v0, m);
+    w[1] = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m);
+    w[2] = _mm512_and_si512(v1, m);
+    w[3] = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m);
+    d = OctScales(p, kBlockBytes, kTail ? blocks : 8);
   }
 };
 
-// One quad for R rows x T tokens. pf: bytes ahead of each row's quad to prefetch (0: none).
-// kTail: the last step of the rows, holding `blocks` < 4 blocks.
+// One oct for R rows x T tokens. pf: bytes ahead of each row's oct to prefetch (0: none).
+// kTail: the last step of the rows, holding `blocks` < 8 blocks.
 template <class W, int R, int T, bool kTail = false>
 FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const uint8_t* const* xp, int64_t pf, __m512 (&acc)[R][T],
-                               int blocks = 4) {
-  __m512i lo[R], hi[R];
+                               int blocks = 8) {
+  __m512i w[R][4];
   __m512 dw[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     if (pf) {
       for (int o = 0; o < W::kStepBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + pf + o, _MM_HINT_T0);
     }
-    W::template Load<kTail>(wp[r], blocks, lo[r], hi[r], dw[r]);
+    W::template Load<kTail>(wp[r], blocks, w[r], dw[r]);
   }
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int t = 0; t < T; ++t) {
-    const __m512i xlo = _mm512_loadu_si512(xp[t]);
-    const __m512i xhi = _mm512_loadu_si512(xp[t] + 64);
-    const __m512i start = _mm512_slli_epi32(_mm512_loadu_si512(xp[t] + 128), W::kShift);
-    const __m512 dx = _mm512_loadu_ps(xp[t] + 192);
+    const uint8_t* x = xp[t];
+    const __m512i start = _mm512_slli_epi32(_mm512_loadu_si512(x + 256), W::kShift);
+    const __m512 dx = _mm512_loadu_ps(x + 320);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(start, lo[r], xlo), hi[r], xhi);
+      __m512i dot = _mm512_dpbusd_epi32(start, w[r][0], _mm512_loadu_si512(x));
+      dot = _mm512_dpbusd_epi32(dot, w[r][1], _mm512_loadu_si512(x + 64));
+      dot = _mm512_dpbusd_epi32(dot, w[r][2], _mm512_loadu_si512(x + 128));
+      dot = _mm512_dpbusd_epi32(dot, w[r][3], _mm512_loadu_si512(x + 192));
       acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[r], dx), acc[r][t]);
     }
   }
@@ -237,8 +263,8 @@ constexpr int64_t kPrefetchBytes = 4096;
 template <class W, int R, int T>
 void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
   const int64_t nb = a.K / kQK;
-  const int64_t steps = nb / 4;
-  const int rem = static_cast<int>(nb % 4);
+  const int64_t steps = nb / 8;
+  const int rem = static_cast<int>(nb % 8);
   const uint8_t* wp[R];
   for (int r = 0; r < R; ++r) wp[r] = static_cast<const uint8_t*>(a.w) + (n + r) * a.w_row_bytes;
   const uint8_t* xp[T];
@@ -249,31 +275,43 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
   for (int64_t q = 0; q < steps; ++q) {
     QuantStep<W, R, T>(wp, xp, kPrefetchBytes, acc);
     for (int r = 0; r < R; ++r) wp[r] += W::kStepBytes;
-    for (int t = 0; t < T; ++t) xp[t] += QuadActFormat::kQuadBytes;
+    for (int t = 0; t < T; ++t) xp[t] += OctActFormat::kOctBytes;
   }
-  // The last 1..3 blocks (the activation's padding blocks are zero).
+  // The last 1..7 blocks (the activation's padding blocks are zero).
   if (rem) QuantStep<W, R, T, true>(wp, xp, 0, acc, rem);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) a.y[(m + t) * a.ldy + n + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-// Decode (M < 4): one row at a time (one sequential stream; several interleaved short row streams
-// measured up to 25 % slower). Batches: tiles of 4 rows x 4 tokens (16 accumulators).
+// Rows n.. n+R-1 for all tokens: tiles of kT tokens, then one tile of the 1..kT-1 left.
+template <class W, int R, int kT>
+FLOTILLA_INLINE void QuantRows(const MatMulArgs& a, int64_t n) {
+  int64_t m = 0;
+  for (; m + kT <= a.M; m += kT) QuantTile<W, R, kT>(a, n, m);
+  if constexpr (kT > 4) {
+    if (m + 4 <= a.M) {
+      QuantTile<W, R, 4>(a, n, m);
+      m += 4;
+    }
+  }
+  switch (a.M - m) {
+    case 3: QuantTile<W, R, 3>(a, n, m); break;
+    case 2: QuantTile<W, R, 2>(a, n, m); break;
+    case 1: QuantTile<W, R, 1>(a, n, m); break;
+    default: break;
+  }
+}
+
+// Decode (M < 4): one row at a time for all tokens (one sequential stream; several interleaved
+// short row streams measured up to 25 % slower). Batches: tiles of 2 rows x 8 tokens (16
+// accumulators, 8 weight vectors and 2 scale vectors in registers; activations read from L1).
 template <class W>
 void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
   int64_t n = n0;
   if (a.M >= 4) {
-    for (; n + 4 <= n1; n += 4) {
-      int64_t m = 0;
-      for (; m + 4 <= a.M; m += 4) QuantTile<W, 4, 4>(a, n, m);
-      for (; m < a.M; ++m) QuantTile<W, 4, 1>(a, n, m);
-    }
+    for (; n + 2 <= n1; n += 2) QuantRows<W, 2, 8>(a, n);
   }
-  for (; n < n1; ++n) {
-    int64_t m = 0;
-    for (; m + 4 <= a.M; m += 4) QuantTile<W, 1, 4>(a, n, m);
-    for (; m < a.M; ++m) QuantTile<W, 1, 1>(a, n, m);
-  }
+  for (; n < n1; ++n) QuantRows<W, 1, 8>(a, n);
 }
 
 // ---- float weights (F32, F16, BF16) against f32 activations ------------------------------------

@@ -105,16 +105,17 @@ std::vector<float> DirectMatMul(const KernelTable& kt, DType type, int64_t rows,
 const DType kAllTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
 
 // Every remainder of the tiles: rows not a multiple of the row tile, tokens not a multiple of the
-// token tile, inner sizes leaving 1, 2 or 3 blocks (or 1..15 floats) after the last whole step.
+// token tile (tiles of 8, then 4, then 1..3 tokens in the AVX-512 variant), inner sizes leaving
+// 1..7 blocks (or 1..15 floats) after the last whole step.
 TEST_P(VariantTest, MatMulTileRemaindersAndOddBlockCounts) {
   uint64_t seed = 1000;
   for (DType type : kAllTypes) {
-    const std::vector<int64_t> ks = IsBlockQuantized(type) ? std::vector<int64_t>{32, 64, 96, 128, 160, 224, 288, 416}
+    const std::vector<int64_t> ks = IsBlockQuantized(type) ? std::vector<int64_t>{32, 64, 96, 128, 160, 224, 256, 288, 416, 480}
                                                            : std::vector<int64_t>{1, 5, 15, 16, 17, 31, 33, 100};
     for (int64_t K : ks) {
       for (int64_t rows : {1, 2, 3, 5, 6, 9}) {
         const auto w = RandomWeights(type, rows, K, seed++);
-        for (int64_t M : {1, 2, 3, 5, 6, 8, 9}) {
+        for (int64_t M : {1, 2, 3, 5, 6, 8, 9, 15, 16}) {
           const auto x = RandomVector(M * K, seed++);
           const auto want = DirectMatMul(ref_, type, rows, K, w, x.data(), M, {0, rows});
           const auto got = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, rows});
@@ -130,8 +131,8 @@ TEST_P(VariantTest, MatMulTileRemaindersAndOddBlockCounts) {
 TEST_P(VariantTest, MatMulResultsIndependentOfBatchAndRowSplit) {
   uint64_t seed = 2000;
   for (DType type : kAllTypes) {
-    const int64_t rows = 37, M = 11;
-    const int64_t K = IsBlockQuantized(type) ? 32 * 14 : 203;  // 14 blocks: 3 whole steps of 4 and 2 left
+    const int64_t rows = 37, M = 23;  // token tiles 8, 8, 4, 3
+    const int64_t K = IsBlockQuantized(type) ? 32 * 14 : 203;  // 14 blocks: a whole step of 8 (AVX-512) or 3 of 4, and some left
     const auto w = RandomWeights(type, rows, K, seed++);
     const auto x = RandomVector(M * K, seed++);
     const auto all = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, rows});
