@@ -271,7 +271,7 @@ TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
 TEST_P(VariantTest, PagedAttentionWithHalfKvCache) {
   std::mt19937 rng(23);
   for (int n_kv : {8, 2}) {
-    for (int hd : {8, 20, 64, 128}) {
+    for (int hd : {8, 20, 64, 100, 128}) {
       const int n_heads = 8, bs = 16, n_blocks = 10, T = 3;
       const int64_t elems = static_cast<int64_t>(n_blocks) * n_kv * bs * hd;
       auto k = RandomVector(elems, hd * 31 + n_kv);
@@ -329,7 +329,7 @@ TEST_P(VariantTest, PagedAttentionWithHalfKvCache) {
 TEST_P(VariantTest, AttentionGroupMatchesPerHead) {
   std::mt19937 rng(17);
   for (int n_kv : {8, 4, 2, 1}) {
-    for (int hd : {8, 20, 64, 128}) {
+    for (int hd : {8, 20, 48, 64, 100, 128}) {
       const int n_heads = 8, bs = 16, n_blocks = 12, T = 3;
       const int64_t block_floats = static_cast<int64_t>(n_kv) * bs * hd;
       auto k = RandomVector(n_blocks * block_floats, hd * 3 + n_kv);
