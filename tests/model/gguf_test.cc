@@ -157,6 +157,47 @@ TEST(GgufCorrupt, TruncatedAtEveryByteIsAnErrorNotACrash) {
   EXPECT_THAT(std::string(OpenBytes(dir, good.substr(0, 20)).message()), HasSubstr("truncated reading metadata count"));
 }
 
+// A custom general.alignment places every tensor on that boundary, and GGUF v2 (the same layout
+// with 64-bit counts, as v3) reads the same.
+TEST(Gguf, CustomAlignmentAndVersion2) {
+  TempDir dir;
+  GgufWriter w(64);
+  w.SetUint32("general.alignment", 64);
+  const std::vector<float> a = {1.5f, -2.25f, 3.0f};  // 12 bytes: the next tensor needs padding
+  const std::vector<float> b = {0.5f, 0.25f, -8.0f, 16.0f, 7.0f};
+  auto fill = [](const std::vector<float>& v) {
+    return [v](uint8_t* dst, size_t n) { std::memcpy(dst, v.data(), n); };
+  };
+  ASSERT_TRUE(w.AddTensor("a", {3}, kernels::DType::kF32, fill(a)).ok());
+  ASSERT_TRUE(w.AddTensor("b", {5}, kernels::DType::kF32, fill(b)).ok());
+  ASSERT_TRUE(w.WriteFile(dir.File("v3.gguf")).ok());
+  std::string bytes = ReadBytes(dir.File("v3.gguf"));
+  Patch<uint32_t>(bytes, 4, 2);
+  WriteBytes(dir.File("v2.gguf"), bytes);
+  for (const char* name : {"v3.gguf", "v2.gguf"}) {
+    SCOPED_TRACE(name);
+    auto g = GgufFile::Open(dir.File(name));
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ((*g)->version(), name[1] == '3' ? 3u : 2u);
+    EXPECT_EQ((*g)->alignment(), 64u);
+    const GgufTensorInfo* ta = (*g)->FindTensor("a");
+    const GgufTensorInfo* tb = (*g)->FindTensor("b");
+    ASSERT_NE(ta, nullptr);
+    ASSERT_NE(tb, nullptr);
+    for (const GgufTensorInfo* t : {ta, tb}) EXPECT_EQ((t->data - (*g)->file()->data()) % 64, 0) << t->name;
+    EXPECT_EQ(tb->offset, 64u);
+    EXPECT_EQ(std::memcmp(ta->data, a.data(), 12), 0);
+    EXPECT_EQ(std::memcmp(tb->data, b.data(), 20), 0);
+  }
+  // An alignment that is not a power of two is refused with its name.
+  GgufWriter bad;
+  bad.SetUint32("general.alignment", 48);
+  ASSERT_TRUE(bad.WriteFile(dir.File("bad.gguf")).ok());
+  auto g = GgufFile::Open(dir.File("bad.gguf"));
+  ASSERT_FALSE(g.ok());
+  EXPECT_THAT(std::string(g.status().message()), HasSubstr("alignment"));
+}
+
 TEST(GgufCorrupt, HeaderErrors) {
   TempDir dir;
   const std::string good = ReadBytes(WriteTiny(dir));
