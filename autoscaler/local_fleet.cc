@@ -193,6 +193,13 @@ absl::Status LocalFleet::SetReplicas(const std::string& pool, int replicas) {
   return absl::OkStatus();
 }
 
+std::vector<std::string> LocalFleet::Pools() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const LocalPoolSpec& p : pools_) out.push_back(p.model_name);
+  return out;
+}
+
 std::vector<WorkerStatus> LocalFleet::Workers() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<WorkerStatus> out;

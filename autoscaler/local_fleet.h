@@ -97,6 +97,8 @@ class LocalFleet final : public ScalingBackend {
   std::string Name() const override { return "local"; }
 
   std::vector<WorkerStatus> Workers() const;
+  // Every pool's name, including pools at zero replicas.
+  std::vector<std::string> Pools() const;
   // Takes one worker out through the drain sequence. With replace, the pool keeps its size (a
   // new worker is started, like deleting a Kubernetes pod); without, its target drops by one.
   absl::Status DrainWorker(const std::string& worker_id, bool replace);

@@ -74,7 +74,8 @@ void ControlServer::Route() {
     ControlSnapshot snap;
     snap.autoscaler = autoscaler_;
     std::vector<autoscaler::WorkerStatus> workers = fleet_->Workers();
-    std::vector<std::string> pools;
+    // Every pool, also those at zero replicas (which have no workers to name them).
+    std::vector<std::string> pools = fleet_->Pools();
     for (const autoscaler::WorkerStatus& w : workers) {
       if (std::find(pools.begin(), pools.end(), w.pool) == pools.end()) pools.push_back(w.pool);
       snap.workers.push_back({w.id, w.pool, autoscaler::WorkerStateName(w.state), w.pid, w.grpc_port,

@@ -123,6 +123,9 @@ absl::Status LocalStack::StartFleet() {
   flags.worker_binary = options_.worker_binary;
   flags.reader = options_.prometheus ? "promql" : "scrape";
   if (options_.window_s > 0) flags.window_s = options_.window_s;
+  // A pool at zero wakes on demand counted by our gateway; its port is known only once it
+  // listens, so StartAutoscaler replaces this with the real /metrics URL.
+  flags.activation_urls = {"http://127.0.0.1/metrics"};
   const int max_replicas = options_.max_replicas > 0 ? options_.max_replicas : std::max(options_.workers, 4);
   // Worker arguments travel as one space-separated list (the pool flag's syntax).
   std::vector<std::string> args = {"--ctx-size", std::to_string(options_.ctx_size), "--threads",
@@ -161,7 +164,10 @@ absl::Status LocalStack::StartGateway() {
   autoscaler::ProcessSpec spec;
   spec.argv = {binary,          "--grpc-port",    std::to_string(options_.grpc_port),
                "--http-port",   std::to_string(options_.http_port), "--workers-file",
-               fleet_->fleet_file(), "--no-auth", "--ready-file", ready};
+               fleet_->fleet_file(), "--no-auth", "--ready-file", ready,
+               // The pool may scale to zero: the gateway must still know the model (503 and
+               // counted demand, which wakes the pool, rather than 404).
+               "--serve-model", model_name_};
   spec.argv.insert(spec.argv.end(), options_.gateway_args.begin(), options_.gateway_args.end());
   spec.log_file = absl::StrCat(work_dir_, "/gateway.log");
   gateway_ = std::make_unique<ManagedProcess>("gateway", spec);

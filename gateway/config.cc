@@ -200,6 +200,12 @@ absl::Status ApplyConfigJson(absl::string_view text, GatewayConfig* c) {
     }
   }
   CFG_RETURN_IF_ERROR(o.Get("default_chat_template", &c->default_chat_template));
+  CFG_RETURN_IF_ERROR(o.Get("models", &c->models));
+  for (const auto& m : c->models) {
+    if (m.empty() || m.find_first_of(" \t\n") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("models: '", m, "' is not a model name (empty or has whitespace)"));
+    }
+  }
   CFG_RETURN_IF_ERROR(o.Get("default_max_tokens", &c->dispatch.default_max_tokens));
   CFG_RETURN_IF_ERROR(SubObject(o, "log", [&](Obj& l) -> absl::Status {
     CFG_RETURN_IF_ERROR(l.Get("format", &c->log_format));

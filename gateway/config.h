@@ -56,6 +56,11 @@ struct GatewayConfig {
   ResponseCacheConfig cache;
   std::map<std::string, std::string> chat_templates;  // model -> family
   std::string default_chat_template;
+  // Models this gateway serves even while none of their workers is ready (a pool scaled to zero,
+  // or between a worker leaving and its replacement arriving): requests for them are refused
+  // with 503 + Retry-After and counted as shed demand ("no_workers"), which is what wakes a
+  // pool at zero, instead of 404. Models seen on a worker are remembered the same way.
+  std::vector<std::string> models;
 
   std::string log_format = "text";
   std::string log_level = "info";

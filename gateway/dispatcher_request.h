@@ -55,6 +55,7 @@ class Dispatcher::Request final : public RequestHandle,
   // Set by Prepare, read-only afterwards.
   std::shared_ptr<const Tenant> tenant_;
   std::shared_ptr<const ModelFacts> facts_;
+  bool known_model_ = false;  // the model exists (metrics may name it)
   std::vector<int32_t> prompt_ids_;
   worker::v1::GenerateRequest upstream_;
   RouteKey route_key_;

@@ -1,5 +1,6 @@
 #include "gateway/fleet.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -58,8 +59,11 @@ void Fleet::Reconcile() {
         absl::MutexLock lock(&mu_);
         cb = on_change_;
       }
-      if (!cb) return;
       auto s = c->statics();
+      // Remember the model once its facts are known, so that it stays known (503, not 404)
+      // after its last worker leaves.
+      if (s) FactsFor(*s);
+      if (!cb) return;
       cb(s ? s->info.model() : std::string());
     };
     hooks.find_encoder = [this](const worker::v1::InfoResponse& info) { return FindEncoder(info); };
@@ -130,6 +134,12 @@ std::optional<PoolSnapshot> Fleet::Snapshot(const std::string& model) const {
   return snap;
 }
 
+bool Fleet::IsKnownModel(const std::string& model) const {
+  if (std::find(options_.models.begin(), options_.models.end(), model) != options_.models.end()) return true;
+  absl::MutexLock lock(&facts_mu_);
+  return facts_.count(model) > 0;
+}
+
 std::vector<ModelSummary> Fleet::Models() const {
   std::vector<std::shared_ptr<WorkerClient>> clients = Workers();
   std::map<std::string, ModelSummary> by_model;
@@ -143,6 +153,27 @@ std::vector<ModelSummary> Fleet::Models() const {
     m.quantization = s->info.quantization();
     ++m.workers;
     if (c->View(now).available) ++m.healthy_workers;
+  }
+  // Known models without a ready worker (scaled to zero, or being replaced) are still listed.
+  auto add_known = [&](const std::string& name, const ModelFacts* f) {
+    if (by_model.count(name)) return;
+    ModelSummary& m = by_model[name];
+    m.name = name;
+    if (f) {
+      m.context_length = f->context_length;
+      m.quantization = f->quantization;
+    }
+  };
+  for (const auto& name : options_.models) add_known(name, nullptr);
+  {
+    absl::MutexLock lock(&facts_mu_);
+    for (const auto& [name, f] : facts_) {
+      if (by_model.count(name) && by_model[name].workers == 0) {
+        by_model[name].context_length = f->context_length;
+        by_model[name].quantization = f->quantization;
+      }
+      add_known(name, f.get());
+    }
   }
   std::vector<ModelSummary> out;
   for (auto& [name, m] : by_model) out.push_back(std::move(m));

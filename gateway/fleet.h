@@ -53,6 +53,7 @@ class Fleet {
     std::shared_ptr<grpc::ChannelCredentials> credentials;  // insecure or mTLS
     std::map<std::string, std::string> chat_templates;      // model -> family (configuration)
     std::string default_chat_template;                      // for models not listed ("" = detect)
+    std::vector<std::string> models;                        // served even with no ready worker
   };
 
   Fleet(Options options, TimerThread* timer, const Clock* clock);
@@ -67,6 +68,10 @@ class Fleet {
 
   // Nullopt when no ready worker serves `model`.
   std::optional<PoolSnapshot> Snapshot(const std::string& model) const;
+  // True for a model configured in Options::models or ever seen on a ready worker: one that
+  // exists although no worker of it may be ready now.
+  bool IsKnownModel(const std::string& model) const;
+  // Every known model; those without ready workers have workers == 0.
   std::vector<ModelSummary> Models() const;
   bool AnyHealthy() const;
   size_t num_workers() const;

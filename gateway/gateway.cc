@@ -77,6 +77,7 @@ absl::Status Gateway::Init() {
   fo.worker = c.worker;
   fo.chat_templates = c.chat_templates;
   fo.default_chat_template = c.default_chat_template;
+  fo.models = c.models;
   if (!c.worker_tls_ca_file.empty()) {
     grpc::SslCredentialsOptions ssl;
     auto ca = ReadAll(c.worker_tls_ca_file, "worker CA");

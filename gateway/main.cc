@@ -92,6 +92,10 @@ int main(int argc, char** argv) {
   app.add_flag("--response-cache", response_cache, "Cache responses of deterministic requests");
   app.add_option("--chat-template", chat_templates, "MODEL=FAMILY (plain, llama-2, llama-3, chatml, mistral)");
   app.add_option("--default-chat-template", flags.default_chat_template, "Family for models not listed");
+  std::vector<std::string> serve_models;
+  app.add_option("--serve-model", serve_models,
+                 "A model served even while it has no ready worker (503 + Retry-After, counted as demand; "
+                 "repeatable; for pools that scale to zero)");
   app.add_option("--tls-cert", flags.tls_cert_file, "TLS certificate (PEM) for the public ports");
   app.add_option("--tls-key", flags.tls_key_file, "TLS private key (PEM)");
   app.add_option("--worker-tls-ca", flags.worker_tls_ca_file, "CA that signed the workers' certificates (TLS to workers)");
@@ -161,6 +165,13 @@ int main(int argc, char** argv) {
     config.chat_templates[kv[0]] = kv[1];
   }
   if (given("--default-chat-template")) config.default_chat_template = flags.default_chat_template;
+  for (const auto& m : serve_models) {
+    if (m.empty() || m.find_first_of(" \t\n") != std::string::npos) {
+      std::cerr << "flotilla-gateway: --serve-model '" << m << "' is not a model name\n";
+      return 2;
+    }
+    config.models.push_back(m);
+  }
   if (given("--tls-cert")) config.tls_cert_file = flags.tls_cert_file;
   if (given("--tls-key")) config.tls_key_file = flags.tls_key_file;
   if (given("--worker-tls-ca")) config.worker_tls_ca_file = flags.worker_tls_ca_file;

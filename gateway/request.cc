@@ -112,10 +112,23 @@ absl::Status Dispatcher::Request::Prepare() {
   }
   if (in_.model.empty()) return absl::InvalidArgumentError("'model' is required");
   auto snap = d_->fleet_->Snapshot(in_.model);
-  if (!snap || !tenant_->AllowsModel(in_.model)) {
+  const bool allowed = tenant_->AllowsModel(in_.model);
+  if (!snap && allowed && d_->fleet_->IsKnownModel(in_.model)) {
+    // The model exists but no worker of it is ready: its pool is at zero or a worker is being
+    // replaced. A retryable refusal, counted as shed demand for the model (what wakes a pool at
+    // zero), not a 404 that clients and SDKs treat as final.
+    known_model_ = true;
+    return WithReason(WithRetryAfter(absl::UnavailableError(absl::StrCat(
+                                         "no worker of model '", in_.model,
+                                         "' is ready (its pool may be starting from zero); retry after the hint")),
+                                     1000),
+                      "no_workers");
+  }
+  if (!snap || !allowed) {
     // Same answer whether the model is unknown or not allowed: don't reveal other tenants' models.
     return absl::NotFoundError(absl::StrCat("the model '", in_.model, "' does not exist or you do not have access to it"));
   }
+  known_model_ = true;
   facts_ = snap->facts;
   RETURN_IF_ERROR(ValidateSampling(in_.sampling));
   if (in_.stop.size() > d_->options_.max_stop_sequences) {
@@ -535,7 +548,8 @@ void Dispatcher::Request::Finish(absl::Status st) {
     d_->limiter_->Debit(tenant_->name, tenant_->limits, completion);
   }
   const double seconds = NsToSec(d_->clock_->Now() - start_);
-  const std::string model = facts_ ? in_.model : std::string("unknown");
+  // Only names of models that exist become label values (clients choose the name).
+  const std::string model = known_model_ ? in_.model : std::string("unknown");
   d_->metrics_->RequestDone(CodeName(st.code()), model, tenant, in_.api, seconds);
   if (completion > 0) d_->metrics_->CompletionTokens(model, tenant, completion);
   if (auto reason = ErrorReason(st); !reason.empty() &&

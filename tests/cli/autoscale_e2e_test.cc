@@ -140,5 +140,53 @@ TEST(AutoscaleEndToEnd, BurstGrowsTheFleetToThreeAndItShrinksBackWithoutFailures
   EXPECT_TRUE(WIFEXITED(code) && WEXITSTATUS(code) == 0) << up.Log();
 }
 
+// Scale to zero and back: a fleet started at zero replicas serves its first request (the gateway
+// refuses it with 503 + Retry-After and counts it as demand, the autoscaler activates the pool on
+// that, the SDK retries after the hint), and returns to zero once idle.
+TEST(AutoscaleEndToEnd, AFleetAtZeroServesItsFirstRequestAndReturnsToZero) {
+  TempDir dir;
+  Subprocess up;
+  ASSERT_TRUE(up.Start({BinDir() + "/flotilla", "up", "--workers", "0", "--autoscale", "--min-replicas", "0",
+                        "--max-replicas", "1", "--grpc-port", "0", "--http-port", "0", "--autoscale-interval", "0.5",
+                        "--window", "5", "--policy", "scale_to_zero_after_s=4", "--state-dir", dir.File("state"),
+                        "--work-dir", dir.File("work"), "--ready-file", dir.File("ready.json")},
+                       dir.File("up.log")));
+  nlohmann::json state = up.WaitReady(dir.File("ready.json"), std::chrono::seconds(120));
+  ASSERT_FALSE(state.is_null()) << up.Log();
+  auto cli = [&](std::vector<std::string> args) {
+    args.push_back("--state-dir");
+    args.push_back(dir.File("state"));
+    return RunCli(dir, args);
+  };
+  auto ready = [&] {
+    nlohmann::json j = cli({"status", "--json"}).Json();
+    return j.is_object() && j["pools"].is_array() && !j["pools"].empty() ? j["pools"][0]["ready"].get<int>() : -1;
+  };
+  ASSERT_EQ(ready(), 0);
+
+  CliResult gen = cli({"generate", "--max-tokens", "8", "--timeout", "60", "--json", "Once upon a time"});
+  ASSERT_EQ(gen.code, 0) << gen.err << "\n" << up.Log();
+  nlohmann::json out = gen.Json();
+  ASSERT_TRUE(out.is_object()) << gen.out;
+  EXPECT_EQ(out["usage"]["completion_tokens"], 8) << gen.out;
+  EXPECT_EQ(ready(), 1);
+  const std::string gateway_metrics = HttpGet("http://" + state["gateway_http"].get<std::string>() + "/metrics");
+  EXPECT_GE(MetricValue(gateway_metrics, "flotilla_gateway_shed_total{model=\"stories260K-q8_0\",reason=\"no_workers\""), 1)
+      << gateway_metrics;
+
+  // Idle: back to zero after scale_to_zero_after_s.
+  bool zero = false;
+  for (int i = 0; i < 60 && !zero; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    zero = ready() == 0;
+  }
+  EXPECT_TRUE(zero) << up.Log();
+  const std::string metrics = HttpGet(state["autoscaler_metrics_url"]);
+  EXPECT_GE(MetricValue(metrics, "flotilla_autoscaler_decisions_total{action=\"activate\""), 1) << metrics;
+  EXPECT_GE(MetricValue(metrics, "flotilla_autoscaler_decisions_total{action=\"to_zero\""), 1) << metrics;
+  const int code = up.Stop(SIGINT, std::chrono::seconds(60));
+  EXPECT_TRUE(WIFEXITED(code) && WEXITSTATUS(code) == 0) << up.Log();
+}
+
 }  // namespace
 }  // namespace flotilla::testing

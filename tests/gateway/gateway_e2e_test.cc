@@ -265,6 +265,65 @@ TEST_F(GatewayE2eTest, FileDiscoveryAddsAndRemovesWorkers) {
   EXPECT_EQ(r.Header("x-flotilla-worker"), w2->address);  // z1 is gone: spill over
 }
 
+// A model whose workers are all gone (a pool scaled to zero, or a worker being replaced) or that
+// is configured but has never had one is refused with a retryable 503 / UNAVAILABLE and counted
+// as shed demand under its name, which is what wakes a pool at zero; only a model nobody serves
+// is a 404.
+TEST_F(GatewayE2eTest, ModelWithoutReadyWorkersIsRetryableAndCountedAsDemand) {
+  auto w = env_.StartWorker();
+  ASSERT_TRUE(w);
+  const std::string file = env_.dir() + "/fleet.txt";
+  WriteFileAtomic(file, w->address + " " + kModel + " local\n");
+  auto g = env_.StartGateway({"--no-auth", "--workers-file", file, "--serve-model", "sleeping"});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  const std::string body = Completion("Once upon a time", 4).dump();
+  ASSERT_EQ(HttpPost(g->http(), "/v1/completions", body).status, 200);
+
+  WriteFileAtomic(file, "# flotilla fleet v1\n");  // the pool scaled to zero
+  HttpResult gone;
+  ASSERT_TRUE(WaitFor([&] {
+    gone = HttpPost(g->http(), "/v1/completions", body);
+    return gone.status != 200;
+  }, 20s));
+  EXPECT_EQ(gone.status, 503) << gone.body;
+  EXPECT_FALSE(gone.Header("Retry-After").empty());
+  EXPECT_NE(json::parse(gone.body)["error"]["message"].get<std::string>().find("no worker of model"), std::string::npos);
+
+  auto sleeping = HttpPost(g->http(), "/v1/completions", json{{"model", "sleeping"}, {"prompt", "x"}}.dump());
+  EXPECT_EQ(sleeping.status, 503) << sleeping.body;
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", json{{"model", "nope"}, {"prompt", "x"}}.dump()).status, 404);
+
+  // gRPC: UNAVAILABLE with a retry hint, which the SDK retries.
+  auto stub = GatewayStub(*g);
+  grpc::ClientContext ctx;
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt("Once");
+  auto reader = stub->Generate(&ctx, req);
+  flotilla::v1::GenerateResponse msg;
+  while (reader->Read(&msg)) {
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  EXPECT_TRUE(ctx.GetServerTrailingMetadata().count("retry-after-ms"));
+
+  // Both stay listed, and the demand is counted under their names (not "unknown").
+  auto models = json::parse(HttpGet(g->http(), "/v1/models").body);
+  std::set<std::string> ids;
+  for (const auto& m : models["data"]) ids.insert(m["id"].get<std::string>());
+  EXPECT_EQ(ids, (std::set<std::string>{kModel, "sleeping"}));
+  const std::string metrics = HttpGet(g->http(), "/metrics").body;
+  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", kModel}, {"reason", "no_workers"}}), 2);
+  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", "sleeping"}, {"reason", "no_workers"}}), 1);
+  EXPECT_EQ(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", "nope"}}), 0);
+
+  // A worker comes back: served again.
+  WriteFileAtomic(file, w->address + " " + kModel + " local\n");
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body).status, 200);
+}
+
 TEST_F(GatewayE2eTest, DnsDiscoveryAndChatTemplatesFromWorkers) {
   auto plain = env_.StartWorker({"--model-name", "story-plain"});
   auto chatml = env_.StartWorker({"--model-name", "story-chatml", "--chat-template", "chatml"});
