@@ -29,6 +29,18 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
+// Sends one greedy request for kModel and reads the stream to its end: the final status.
+grpc::Status GenerateToEnd(flotilla::v1::Inference::Stub* stub, grpc::ClientContext* ctx, const std::string& prompt) {
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt(prompt);
+  auto reader = stub->Generate(ctx, req);
+  flotilla::v1::GenerateResponse msg;
+  while (reader->Read(&msg)) {
+  }
+  return reader->Finish();
+}
+
 class GatewayE2eTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -189,14 +201,7 @@ TEST_F(GatewayE2eTest, TwoGatewaysShareOneRedisLimit) {
   auto stub = GatewayStub(*g1);
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer k-limited");
-  flotilla::v1::GenerateRequest req;
-  req.set_model(kModel);
-  req.set_prompt("Once");
-  auto reader = stub->Generate(&ctx, req);
-  flotilla::v1::GenerateResponse msg;
-  while (reader->Read(&msg)) {
-  }
-  grpc::Status st = reader->Finish();
+  grpc::Status st = GenerateToEnd(stub.get(), &ctx, "Once");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_FALSE(st.error_details().empty());  // google.rpc.Status with RetryInfo
   EXPECT_TRUE(ctx.GetServerTrailingMetadata().count("retry-after-ms"));
@@ -297,14 +302,7 @@ TEST_F(GatewayE2eTest, ModelWithoutReadyWorkersIsRetryableAndCountedAsDemand) {
   // gRPC: UNAVAILABLE with a retry hint, which the SDK retries.
   auto stub = GatewayStub(*g);
   grpc::ClientContext ctx;
-  flotilla::v1::GenerateRequest req;
-  req.set_model(kModel);
-  req.set_prompt("Once");
-  auto reader = stub->Generate(&ctx, req);
-  flotilla::v1::GenerateResponse msg;
-  while (reader->Read(&msg)) {
-  }
-  grpc::Status st = reader->Finish();
+  grpc::Status st = GenerateToEnd(stub.get(), &ctx, "Once");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
   EXPECT_TRUE(ctx.GetServerTrailingMetadata().count("retry-after-ms"));
 
