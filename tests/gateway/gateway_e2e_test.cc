@@ -295,6 +295,8 @@ TEST_F(GatewayE2eTest, ModelWithoutReadyWorkersIsRetryableAndCountedAsDemand) {
   EXPECT_FALSE(gone.Header("Retry-After").empty());
   EXPECT_NE(json::parse(gone.body)["error"]["message"].get<std::string>().find("no worker of model"), std::string::npos);
 
+  EXPECT_EQ(HttpGet(g->http(), "/ready").status, 503);  // nothing to route to
+  EXPECT_EQ(HttpGet(g->http(), "/health").status, 200);  // but the process is alive
   auto sleeping = HttpPost(g->http(), "/v1/completions", json{{"model", "sleeping"}, {"prompt", "x"}}.dump());
   EXPECT_EQ(sleeping.status, 503) << sleeping.body;
   EXPECT_EQ(HttpPost(g->http(), "/v1/completions", json{{"model", "nope"}, {"prompt", "x"}}.dump()).status, 404);
@@ -320,6 +322,73 @@ TEST_F(GatewayE2eTest, ModelWithoutReadyWorkersIsRetryableAndCountedAsDemand) {
   WriteFileAtomic(file, w->address + " " + kModel + " local\n");
   ASSERT_TRUE(WaitHealthy(*g, 1));
   EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body).status, 200);
+  EXPECT_EQ(HttpGet(g->http(), "/ready").status, 200);
+}
+
+// A tenant's max_concurrent caps its open requests on a gateway: one more is refused with 429
+// (rate_limit_exceeded naming the open requests, Retry-After) while the first streams, and accepted once it ends.
+TEST_F(GatewayE2eTest, TenantConcurrencyLimitRefusesTheExtraRequest) {
+  auto w = env_.StartWorker({"--ctx-size", "4096"});
+  ASSERT_TRUE(w);
+  json solo = {{"name", "solo"}, {"max_concurrent", 1}};
+  std::string keys = env_.WriteKeyFile({solo}, {{"k-solo", "solo"}});
+  auto g = env_.StartGateway({"--api-keys", keys, "--workers", w->address});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  // 4000 tokens take seconds here: the stream is open while the second request arrives.
+  auto stub = GatewayStub(*g);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", "Bearer k-solo");
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt("Once upon a time");
+  req.set_max_tokens(4000);
+  req.set_ignore_eos(true);
+  auto reader = stub->Generate(&ctx, req);
+  flotilla::v1::GenerateResponse msg;
+  ASSERT_TRUE(reader->Read(&msg));
+  auto second = HttpPost(g->http(), "/v1/completions", Completion("Once", 2).dump(), "k-solo");
+  EXPECT_EQ(second.status, 429) << second.body;
+  EXPECT_EQ(json::parse(second.body)["error"]["code"], "rate_limit_exceeded");  // OpenAI's code
+  EXPECT_NE(second.body.find("already has 1 requests open"), std::string::npos) << second.body;
+  EXPECT_FALSE(second.Header("Retry-After").empty());
+  ctx.TryCancel();
+  reader->Finish();
+  // The slot is back once the gateway has closed the first request.
+  EXPECT_TRUE(WaitFor([&] {
+    return HttpPost(g->http(), "/v1/completions", Completion("Once", 2).dump(), "k-solo").status == 200;
+  }, 10s));
+  EXPECT_GE(MetricValue(HttpGet(g->http(), "/metrics").body, "flotilla_gateway_rate_limited_total",
+                        {{"tenant", "solo"}, {"limit", "concurrency"}}),
+            1);
+}
+
+// The gateway started from a JSON config file takes its values from it; a typo in a key stops it
+// with a message naming the key instead of being ignored.
+TEST_F(GatewayE2eTest, ConfigFileIsAppliedAndUnknownKeysAreErrors) {
+  auto w = env_.StartWorker();
+  ASSERT_TRUE(w);
+  const std::string good = env_.dir() + "/gateway.json";
+  WriteFileAtomic(good, json{{"workers", {w->address}},
+                             {"auth", {{"no_auth", true}}},
+                             {"default_max_tokens", 7},
+                             {"models", {"sleeping"}}}
+                            .dump());
+  auto g = env_.StartGateway({"--config", good});
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(WaitHealthy(*g, 1));
+  auto r = HttpPost(g->http(), "/v1/completions", json{{"model", kModel}, {"prompt", "Once"}, {"temperature", 0}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 7);  // default_max_tokens from the file
+  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", json{{"model", "sleeping"}, {"prompt", "x"}}.dump()).status, 503);
+
+  const std::string bad = env_.dir() + "/bad.json";
+  WriteFileAtomic(bad, json{{"wokers", {w->address}}}.dump());
+  std::string out;
+  const int code = RunCommand({BinDir() + "/flotilla-gateway", "--config", bad, "--grpc-port", "0", "--http-port", "0"},
+                              &out, 10s);
+  EXPECT_GT(code, 0) << out;  // exited with an error (not a timeout, not a signal)
+  EXPECT_NE(out.find("wokers"), std::string::npos) << out;
 }
 
 TEST_F(GatewayE2eTest, DnsDiscoveryAndChatTemplatesFromWorkers) {
