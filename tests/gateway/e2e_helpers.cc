@@ -41,6 +41,15 @@ bool WaitHealthy(const GatewayProcess& g, int n, std::chrono::milliseconds timeo
       timeout);
 }
 
+flotilla::v1::GenerateRequest LongRequest(int max_tokens) {
+  flotilla::v1::GenerateRequest req;
+  req.set_model(kModel);
+  req.set_prompt("Once upon a time");
+  req.set_max_tokens(max_tokens);
+  req.set_ignore_eos(true);
+  return req;
+}
+
 StreamOutcome RunStream(flotilla::v1::Inference::Stub* stub, const std::string& prompt, int max_tokens) {
   StreamOutcome out;
   grpc::ClientContext ctx;

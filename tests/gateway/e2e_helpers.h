@@ -33,6 +33,10 @@ struct StreamOutcome {
   int tokens = 0;
   bool finished = false;  // a finish reason (length) arrived
 };
+// A greedy request for kModel that runs long (ignore_eos, max_tokens tokens): on a worker with a
+// 4096 context, 4000 tokens take seconds, so the stream stays open while a test acts.
+flotilla::v1::GenerateRequest LongRequest(int max_tokens = 4000);
+
 StreamOutcome RunStream(flotilla::v1::Inference::Stub* stub, const std::string& prompt, int max_tokens);
 
 }  // namespace flotilla::gateway::testing

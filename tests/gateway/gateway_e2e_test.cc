@@ -339,12 +339,7 @@ TEST_F(GatewayE2eTest, TenantConcurrencyLimitRefusesTheExtraRequest) {
   auto stub = GatewayStub(*g);
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer k-solo");
-  flotilla::v1::GenerateRequest req;
-  req.set_model(kModel);
-  req.set_prompt("Once upon a time");
-  req.set_max_tokens(4000);
-  req.set_ignore_eos(true);
-  auto reader = stub->Generate(&ctx, req);
+  auto reader = stub->Generate(&ctx, LongRequest());
   flotilla::v1::GenerateResponse msg;
   ASSERT_TRUE(reader->Read(&msg));
   auto second = HttpPost(g->http(), "/v1/completions", Completion("Once", 2).dump(), "k-solo");

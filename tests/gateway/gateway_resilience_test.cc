@@ -146,12 +146,7 @@ TEST_F(GatewayResilienceTest, ClientDisconnectReturnsTheWorkersKvBlocks) {
   // The same through gRPC: cancelling the call frees the blocks.
   auto stub = GatewayStub(*g);
   grpc::ClientContext ctx;
-  flotilla::v1::GenerateRequest req;
-  req.set_model(kModel);
-  req.set_prompt("Once upon a time");
-  req.set_max_tokens(4000);
-  req.set_ignore_eos(true);
-  auto reader = stub->Generate(&ctx, req);
+  auto reader = stub->Generate(&ctx, LongRequest());
   flotilla::v1::GenerateResponse msg;
   ASSERT_TRUE(reader->Read(&msg));
   EXPECT_GT(Load(*w).kv_usage(), 0.0);
