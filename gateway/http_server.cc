@@ -344,7 +344,10 @@ class Session final : public SessionIface {
 
 class BeastServer final : public HttpServer {
  public:
-  BeastServer(HttpServerOptions options, HttpHandler handler) : acceptor_(ioc_) {
+  // The acceptor lives on a strand: its completion handler (which re-arms the accept) and
+  // StopAccepting's close run on any of the I/O threads, and an acceptor must not be used from two
+  // threads at once.
+  BeastServer(HttpServerOptions options, HttpHandler handler) : acceptor_(net::make_strand(ioc_)) {
     state_.options = std::move(options);
     state_.handler = std::move(handler);
   }
@@ -407,11 +410,15 @@ class BeastServer final : public HttpServer {
         if (ec != net::error::operation_aborted && acceptor_.is_open()) DoAccept();
         return;
       }
-      if (static_cast<size_t>(state_.connections.load()) >= state_.options.max_connections) {
+      // Error-code overloads only: a connection already gone must not throw out of an I/O
+      // thread (a throwing set_option terminated the gateway once during a SIGTERM drain).
+      const bool over = static_cast<size_t>(state_.connections.load()) >= state_.options.max_connections;
+      beast::error_code opt_ec;
+      if (!over) socket.set_option(tcp::no_delay(true), opt_ec);
+      if (over || opt_ec) {
         beast::error_code ignored;
-        socket.close(ignored);  // over the limit: refuse rather than grow without bound
+        socket.close(ignored);  // over the limit (refuse rather than grow without bound), or dead
       } else {
-        socket.set_option(tcp::no_delay(true));
         if (ssl_ctx_) {
           std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
               beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *ssl_ctx_), &state_)
