@@ -7,7 +7,9 @@
 
 #include "gtest/gtest.h"
 #include "model/executor.h"
+#include "tests/common/temp_dir.h"
 #include "tests/common/test_models.h"
+#include "tests/worker/eos_model.h"
 
 namespace flotilla::worker {
 namespace {
@@ -163,6 +165,38 @@ TEST(Engine, StopSequencesAndEos) {
   ASSERT_TRUE(c->Wait());
   EXPECT_EQ(c->text(), ", there was a little girl named ");
   EXPECT_EQ(c->last().reason, scheduler::FinishReason::kStop);
+}
+
+TEST(Engine, EosEndsTheRequestWithReasonEosAndNoTokensPastIt) {
+  testing::TempDir dir;
+  const std::string file = testing::WriteStoryEndIsEosModel(dir);
+  ASSERT_FALSE(file.empty());
+  Fixture f(256, 16, 64, file);
+  ASSERT_EQ(f.tok->eos_id(), testing::kStoryEndId);
+  auto c = std::make_shared<Collector>();
+  ASSERT_TRUE(f.engine->Submit(f.Greedy(testing::kEosPrompt, 400), c).ok());
+  ASSERT_TRUE(c->Wait());
+  const std::vector<int32_t> ids = c->ids();
+  EXPECT_EQ(c->last().reason, scheduler::FinishReason::kEos);
+  EXPECT_TRUE(c->last().status.ok()) << c->last().status;
+  ASSERT_EQ(ids.size(), static_cast<size_t>(testing::kEosAfterTokens));
+  EXPECT_EQ(ids.back(), f.tok->eos_id());
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), f.tok->eos_id()), 1) << "a token id before the end is EOS";
+  EXPECT_EQ(c->last().usage.completion_tokens, testing::kEosAfterTokens);
+
+  // The same request with ignore_eos runs on past that point with the same tokens before it.
+  auto past = std::make_shared<Collector>();
+  EngineRequest r = f.Greedy(testing::kEosPrompt, 400);
+  r.ignore_eos = true;
+  ASSERT_TRUE(f.engine->Submit(std::move(r), past).ok());
+  ASSERT_TRUE(past->Wait());
+  EXPECT_EQ(past->last().reason, scheduler::FinishReason::kLength);
+  const std::vector<int32_t> past_ids = past->ids();
+  ASSERT_EQ(past_ids.size(), 400u);
+  EXPECT_EQ(std::vector<int32_t>(past_ids.begin(), past_ids.begin() + testing::kEosAfterTokens), ids);
+  // EOS adds no text: the text is what the tokens before it spell.
+  EXPECT_EQ(c->text(), f.tok->Decode(std::vector<int32_t>(ids.begin(), ids.end() - 1)));
+  EXPECT_TRUE(f.WaitKvFree());
 }
 
 TEST(Engine, RejectsBadRequestsWithReasons) {

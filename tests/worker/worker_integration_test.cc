@@ -12,6 +12,7 @@
 #include "tests/common/subprocess.h"
 #include "tests/common/temp_dir.h"
 #include "tests/common/test_models.h"
+#include "tests/worker/eos_model.h"
 
 namespace flotilla::worker {
 namespace {
@@ -234,6 +235,29 @@ TEST_F(WorkerIntegration, MetricsMoveWithTraffic) {
   EXPECT_NE(text.find("model=\"stories260K-f32\""), std::string::npos);
 }
 
+TEST_F(WorkerIntegration, StopSequenceEndsWithReasonStopAndWithholdsTheStopText) {
+  const auto golden = testing::LoadGolden("stories260K-f32.json");
+  // Several tokens long; the other stop string comes later in the text, so this one ends the stream.
+  const std::string stop = "play outside";
+  const size_t at = golden.text.find(stop);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_NE(golden.text.find("red ball"), std::string::npos);
+  ASSERT_GT(golden.text.find("red ball"), at);
+  const double stops0 = worker_->Metric("flotilla_request_success_total", "finished_reason=\"stop\"");
+  wv1::GenerateRequest req = Greedy(golden.prompt, 128);
+  req.add_stop("red ball");
+  req.add_stop(stop);
+  const Result r = Generate(worker_->stub(), req);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.last.finish_reason(), flotilla::v1::FINISH_REASON_STOP);
+  EXPECT_EQ(r.text, golden.text.substr(0, at));
+  // The ids are the golden's, cut where the stop string matched.
+  ASSERT_LT(r.ids.size(), golden.generated_ids.size());
+  EXPECT_EQ(r.ids, std::vector<int32_t>(golden.generated_ids.begin(), golden.generated_ids.begin() + r.ids.size()));
+  EXPECT_EQ(r.last.usage().completion_tokens(), r.ids.size());
+  EXPECT_EQ(worker_->Metric("flotilla_request_success_total", "finished_reason=\"stop\""), stops0 + 1);
+}
+
 TEST_F(WorkerIntegration, BadRequestsAreInvalidArgumentWithAMessage) {
   auto expect_invalid = [&](wv1::GenerateRequest req, const std::string& needle) {
     const Result r = Generate(worker_->stub(), req);
@@ -358,6 +382,35 @@ TEST(WorkerProcess, DrainStopsAdmittingAndSigtermExitsCleanly) {
   const int status = w.proc().Stop(SIGTERM);
   ASSERT_TRUE(WIFEXITED(status)) << w.proc().Log();
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(WorkerProcess, EosEndsTheStreamWithFinishReasonEos) {
+  TempDir dir;
+  const std::string file = testing::WriteStoryEndIsEosModel(dir);
+  ASSERT_FALSE(file.empty());
+  Worker w({}, file);
+  grpc::ClientContext ictx;
+  wv1::InfoResponse info;
+  ASSERT_TRUE(w.stub().Info(&ictx, {}, &info).ok());
+  ASSERT_EQ(info.eos_token_id(), testing::kStoryEndId);
+  const double stops0 = w.Metric("flotilla_request_success_total", "finished_reason=\"stop\"");
+  const Result r = Generate(w.stub(), Greedy(testing::kEosPrompt, 400));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.last.finish_reason(), flotilla::v1::FINISH_REASON_EOS);
+  ASSERT_EQ(r.ids.size(), static_cast<size_t>(testing::kEosAfterTokens));
+  EXPECT_EQ(r.ids.back(), info.eos_token_id());
+  EXPECT_EQ(std::count(r.ids.begin(), r.ids.end(), info.eos_token_id()), 1) << "a token id before the end is EOS";
+  EXPECT_EQ(r.last.usage().completion_tokens(), r.ids.size());
+  EXPECT_EQ(w.Metric("flotilla_request_success_total", "finished_reason=\"stop\""), stops0 + 1);
+  // With ignore_eos the stream goes on past the EOS, with the same tokens before it.
+  wv1::GenerateRequest past = Greedy(testing::kEosPrompt, 400);
+  past.set_ignore_eos(true);
+  const Result p = Generate(w.stub(), past);
+  ASSERT_TRUE(p.status.ok()) << p.status.error_message();
+  EXPECT_EQ(p.last.finish_reason(), flotilla::v1::FINISH_REASON_LENGTH);
+  ASSERT_EQ(p.ids.size(), 400u);
+  EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + testing::kEosAfterTokens), r.ids);
+  EXPECT_EQ(p.text.rfind(r.text, 0), 0u) << "the EOS-ended text is not a prefix of the longer one";
 }
 
 }  // namespace
