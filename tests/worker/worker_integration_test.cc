@@ -3,6 +3,8 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include <httplib.h>
 
+#include <atomic>
+#include <functional>
 #include <regex>
 #include <thread>
 
@@ -55,7 +57,10 @@ class Worker {
   }
   // Sum of a metric's samples whose labels contain `label_filter`.
   double Metric(const std::string& name, const std::string& label_filter = "") {
-    const std::string text = Metrics();
+    return Sum(Metrics(), name, label_filter);
+  }
+  // The same, over one scrape's text.
+  static double Sum(const std::string& text, const std::string& name, const std::string& label_filter = "") {
     double sum = 0;
     std::istringstream in(text);
     std::string line;
@@ -120,6 +125,50 @@ Result Generate(wv1::Worker::Stub& stub, const wv1::GenerateRequest& req, std::c
   }
   r.status = reader->Finish();
   return r;
+}
+
+// Runs n copies of req at once and scrapes /metrics while they run, until `seen` holds for a
+// scrape or every stream has ended.
+struct Scraped {
+  bool seen = false;
+  std::string text;  // the last scrape
+  double max_running = 0;
+  std::vector<Result> results;
+};
+Scraped RunWhileScraping(Worker& w, const wv1::GenerateRequest& req, int n, const std::function<bool(const std::string&)>& seen) {
+  Scraped s;
+  s.results.resize(n);
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      s.results[i] = Generate(w.stub(), req);
+      done.fetch_add(1);
+    });
+  }
+  while (!s.seen && done.load() < n) {
+    s.text = w.Metrics();
+    s.max_running = std::max(s.max_running, Worker::Sum(s.text, "flotilla_requests_running"));
+    s.seen = seen(s.text);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  for (auto& t : threads) t.join();
+  return s;
+}
+
+// Polls /metrics until the running, waiting and KV-usage gauges are all 0; returns the last scrape
+// when they never are.
+std::string WaitGaugesIdle(Worker& w) {
+  std::string text;
+  for (int i = 0; i < 500; ++i) {
+    text = w.Metrics();
+    if (!text.empty() && Worker::Sum(text, "flotilla_requests_running") == 0 &&
+        Worker::Sum(text, "flotilla_requests_waiting") == 0 && Worker::Sum(text, "flotilla_kv_cache_usage_ratio") == 0) {
+      return "";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return "gauges not idle:\n" + text;
 }
 
 class WorkerIntegration : public ::testing::Test {
@@ -233,6 +282,22 @@ TEST_F(WorkerIntegration, MetricsMoveWithTraffic) {
     EXPECT_NE(text.find(m), std::string::npos) << m;
   }
   EXPECT_NE(text.find("model=\"stories260K-f32\""), std::string::npos);
+}
+
+TEST_F(WorkerIntegration, GaugesRiseWhileRequestsRunAndReturnToZero) {
+  wv1::GenerateRequest req = Greedy("Once upon a time", 300);
+  req.set_ignore_eos(true);
+  const Scraped s = RunWhileScraping(*worker_, req, 16, [](const std::string& text) {
+    return Worker::Sum(text, "flotilla_requests_running") > 0 && Worker::Sum(text, "flotilla_kv_cache_usage_ratio") > 0;
+  });
+  EXPECT_TRUE(s.seen) << "no scrape while 16 streams ran showed running > 0 and KV usage > 0:\n" << s.text;
+  EXPECT_LE(s.max_running, 16);
+  EXPECT_LE(Worker::Sum(s.text, "flotilla_kv_cache_usage_ratio"), 1.0);
+  for (const auto& r : s.results) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids.size(), 300u);
+  }
+  EXPECT_EQ(WaitGaugesIdle(*worker_), "");
 }
 
 TEST_F(WorkerIntegration, StopSequenceEndsWithReasonStopAndWithholdsTheStopText) {
@@ -411,6 +476,22 @@ TEST(WorkerProcess, EosEndsTheStreamWithFinishReasonEos) {
   ASSERT_EQ(p.ids.size(), 400u);
   EXPECT_EQ(std::vector<int32_t>(p.ids.begin(), p.ids.begin() + testing::kEosAfterTokens), r.ids);
   EXPECT_EQ(p.text.rfind(r.text, 0), 0u) << "the EOS-ended text is not a prefix of the longer one";
+}
+
+TEST(WorkerProcess, RequestsBeyondMaxNumSeqsShowInTheWaitingGauge) {
+  Worker w({"--max-num-seqs", "2"});
+  wv1::GenerateRequest req = Greedy("Once upon a time", 300);
+  req.set_ignore_eos(true);
+  const Scraped s = RunWhileScraping(w, req, 8, [](const std::string& text) {
+    return Worker::Sum(text, "flotilla_requests_waiting") > 0;
+  });
+  EXPECT_TRUE(s.seen) << "8 requests on 2 sequence slots never showed waiting > 0:\n" << s.text;
+  EXPECT_LE(s.max_running, 2);
+  for (const auto& r : s.results) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.ids.size(), 300u);
+  }
+  EXPECT_EQ(WaitGaugesIdle(w), "");
 }
 
 }  // namespace
