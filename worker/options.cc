@@ -8,6 +8,8 @@ absl::StatusOr<WorkerOptions> ParseWorkerOptions(int argc, char** argv, int* exi
   WorkerOptions o;
   CLI::App app{"flotilla-worker: serves one model replica over gRPC with continuous batching"};
   app.set_config("--config", "", "TOML or INI file with any of these options");
+  // A misspelt key must not be dropped silently: the worker would serve with other settings.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("-m,--model", o.model, "Model file, or a name on the model search path")->required();
   app.add_option("--model-name", o.model_name, "Name clients use for the model (default: file name)");
   app.add_option("--tokenizer", o.tokenizer, "Tokenizer file (llama2.c checkpoints)");

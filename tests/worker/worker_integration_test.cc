@@ -494,5 +494,63 @@ TEST(WorkerProcess, RequestsBeyondMaxNumSeqsShowInTheWaitingGauge) {
   EXPECT_EQ(WaitGaugesIdle(w), "");
 }
 
+// Waits for a process to exit by itself; returns its wait status, or -1 (and kills it) after the timeout.
+int WaitExit(Subprocess& p, std::chrono::seconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (p.Running()) {
+    if (std::chrono::steady_clock::now() > until) {
+      p.Kill();
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return p.Stop();
+}
+
+TEST(WorkerProcess, ConfigFileSetsTheServedOptionsAndFlagsWin) {
+  TempDir dir;
+  testing::WriteBytes(dir.File("worker.toml"),
+                      "# flotilla-worker settings\n"
+                      "model-name = \"tiny-story\"\n"
+                      "max-num-seqs = 7\n"
+                      "num-kv-blocks = 100\n"
+                      "ctx-size = 256\n");  // --ctx-size 512 on the command line wins
+  Worker w({"--config", dir.File("worker.toml")});
+  grpc::ClientContext ctx;
+  wv1::InfoResponse info;
+  ASSERT_TRUE(w.stub().Info(&ctx, {}, &info).ok());
+  EXPECT_EQ(info.model(), "tiny-story");
+  EXPECT_EQ(info.max_num_seqs(), 7u);
+  EXPECT_EQ(info.num_kv_blocks(), 100u);
+  EXPECT_EQ(info.context_length(), 512u);
+  EXPECT_NE(w.Metrics().find("flotilla_requests_running{model=\"tiny-story\"}"), std::string::npos) << w.Metrics();
+  EXPECT_TRUE(Generate(w.stub(), Greedy("Once upon a time", 5)).status.ok());
+}
+
+TEST(WorkerProcess, BadConfigFileExitsNonZeroNamingTheKey) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"max-num-sequences = 7\n", "max-num-sequences"},  // unknown key
+      {"max-num-seqs = \"many\"\n", "max-num-seqs"},     // not a number
+      {"block-size = 2.5\n", "block-size"},               // not an integer
+      {"backend = 7\n", "backend"},                       // not one of the choices
+  };
+  for (const auto& [toml, key] : cases) {
+    TempDir dir;
+    testing::WriteBytes(dir.File("worker.toml"), toml);
+    Subprocess p;
+    ASSERT_TRUE(p.Start({testing::BinDir() + "/flotilla-worker", "--model", "stories260K-f32.gguf", "--threads", "2",
+                         "--config", dir.File("worker.toml"), "--ready-file", dir.File("ready.json")},
+                        dir.File("worker.log")));
+    if (!p.WaitReady(dir.File("ready.json")).is_null()) {
+      ADD_FAILURE() << "the worker served with config " << toml << p.Log();
+      continue;  // p's destructor kills it
+    }
+    const int status = WaitExit(p, std::chrono::seconds(30));
+    ASSERT_TRUE(WIFEXITED(status)) << toml << p.Log();
+    EXPECT_NE(WEXITSTATUS(status), 0) << toml;
+    EXPECT_NE(p.Log().find(key), std::string::npos) << "config " << toml << "gave:\n" << p.Log();
+  }
+}
+
 }  // namespace
 }  // namespace flotilla::worker
