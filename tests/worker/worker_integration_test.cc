@@ -552,5 +552,50 @@ TEST(WorkerProcess, BadConfigFileExitsNonZeroNamingTheKey) {
   }
 }
 
+TEST(WorkerProcess, JsonLogFormatWritesOneJsonObjectPerLine) {
+  Worker w({"--log-format", "json", "--log-level", "debug"});
+  ASSERT_TRUE(Generate(w.stub(), Greedy("Once upon a time", 5)).status.ok());
+  const int status = w.proc().Stop(SIGTERM);  // drain and shutdown log lines too
+  ASSERT_TRUE(WIFEXITED(status)) << w.proc().Log();
+  std::istringstream in(w.proc().Log());
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    ++lines;
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON object: " << line;
+    EXPECT_TRUE(j.contains("ts") && j.contains("level") && j.contains("msg")) << line;
+    EXPECT_EQ(j.value("component", ""), "worker") << line;
+  }
+  EXPECT_GE(lines, 2) << w.proc().Log();
+}
+
+// A message that quotes operator input (here a model path with a double quote and a backslash)
+// must still be one JSON object.
+TEST(WorkerProcess, JsonLogLineQuotingInputStaysJson) {
+  TempDir dir;
+  Subprocess p;
+  ASSERT_TRUE(p.Start({testing::BinDir() + "/flotilla-worker", "--model", dir.File("no\"such\\model.gguf"), "--log-format",
+                       "json"},
+                      dir.File("worker.log")));
+  const int status = WaitExit(p, std::chrono::seconds(30));
+  ASSERT_TRUE(WIFEXITED(status)) << p.Log();
+  EXPECT_NE(WEXITSTATUS(status), 0);
+  std::istringstream in(p.Log());
+  std::string line;
+  int errors = 0;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON object: " << line;
+    if (j.value("level", "") == "error") {
+      ++errors;
+      EXPECT_NE(j.value("msg", "").find("no\"such\\model.gguf"), std::string::npos) << line;
+    }
+  }
+  EXPECT_EQ(errors, 1) << p.Log();
+}
+
 }  // namespace
 }  // namespace flotilla::worker
