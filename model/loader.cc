@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "model/loader_internal.h"
@@ -60,8 +61,14 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path, 
   char magic[4] = {};
   const size_t got = std::fread(magic, 1, 4, f);
   std::fclose(f);
-  if (got == 4 && std::memcmp(magic, "GGUF", 4) == 0) return internal::LoadGguf(path, options);
-  if (path.size() > 4 && path.substr(path.size() - 4) == ".bin") return internal::LoadLlama2c(path, options);
+  // Errors from inside the file name the file: an operator with several models must see which
+  // one is corrupt.
+  auto named = [&](absl::StatusOr<std::unique_ptr<LoadedModel>> r) -> absl::StatusOr<std::unique_ptr<LoadedModel>> {
+    if (r.ok() || absl::StrContains(r.status().message(), path)) return r;
+    return absl::Status(r.status().code(), absl::StrCat("'", path, "': ", r.status().message()));
+  };
+  if (got == 4 && std::memcmp(magic, "GGUF", 4) == 0) return named(internal::LoadGguf(path, options));
+  if (path.size() > 4 && path.substr(path.size() - 4) == ".bin") return named(internal::LoadLlama2c(path, options));
   return absl::InvalidArgumentError("'" + path + "' is neither a GGUF file nor a llama2.c checkpoint (.bin)");
 }
 

@@ -155,6 +155,7 @@ TEST(GgufCorrupt, TruncatedAtEveryByteIsAnErrorNotACrash) {
   const absl::Status s = OpenBytes(dir, good.substr(0, end - 1));
   EXPECT_THAT(std::string(s.message()), HasSubstr("extends past the end"));
   EXPECT_THAT(std::string(OpenBytes(dir, good.substr(0, 20)).message()), HasSubstr("truncated reading metadata count"));
+  EXPECT_THAT(std::string(OpenBytes(dir, good.substr(0, 20)).message()), HasSubstr("bad.gguf"));  // names the file
 }
 
 // A custom general.alignment places every tensor on that boundary, and GGUF v2 (the same layout
