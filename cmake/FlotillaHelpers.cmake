@@ -14,7 +14,9 @@ endfunction()
 # Tests are discovered at test time so that building does not run every test binary.
 include(GoogleTest)
 function(flotilla_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  # SERIAL: run alone (tests whose subject is timing under load, e.g. autoscaling a fleet, would
+  # otherwise measure whatever else ctest -j runs beside them).
+  cmake_parse_arguments(ARG "SERIAL" "TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SRCS})
   target_compile_options(${name} PRIVATE ${FLOTILLA_WARNINGS})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
@@ -26,9 +28,13 @@ function(flotilla_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  set(serial FALSE)
+  if(ARG_SERIAL)
+    set(serial TRUE)
+  endif()
   gtest_discover_tests(${name}
     DISCOVERY_MODE PRE_TEST
     WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
-    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
+    PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT} RUN_SERIAL ${serial}
                ENVIRONMENT "FLOTILLA_BIN_DIR=${CMAKE_BINARY_DIR}/bin;FLOTILLA_SOURCE_DIR=${PROJECT_SOURCE_DIR}")
 endfunction()

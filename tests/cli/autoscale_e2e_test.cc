@@ -84,7 +84,8 @@ TEST(AutoscaleEndToEnd, BurstGrowsTheFleetToThreeAndItShrinksBackWithoutFailures
     return RunCli(dir, args);
   };
 
-  // 3 req/s throughout, 45 req/s for 12 s from t=2 s; 256-token outputs keep workers busy.
+  // 3 req/s throughout, 45 req/s for 12 s from t=2 s; 448-token outputs keep workers busy (256
+  // stopped being enough to need a third worker once attention got faster).
   // The long timeout keeps the gateway's deadline check out of the picture: this test is
   // about scaling and draining.
   const auto start = std::chrono::steady_clock::now();
@@ -94,7 +95,7 @@ TEST(AutoscaleEndToEnd, BurstGrowsTheFleetToThreeAndItShrinksBackWithoutFailures
   CliResult bench;
   std::thread load([&] {
     bench = cli({"bench", "--scenario", "burst", "--rate", "3", "--burst-rate", "45", "--burst-start", "2",
-                 "--burst-duration", "12", "--duration", "36", "--prompt-len", "uniform:8:32", "--output-len", "256",
+                 "--burst-duration", "12", "--duration", "36", "--prompt-len", "uniform:8:32", "--output-len", "448",
                  "--timeout", "600", "--json"});
     bench_end = since();
     bench_done = true;
