@@ -218,15 +218,25 @@ TEST_F(SdkAgainstFleet, AsyncCancel) {
 
 // The gateway may refuse at admission (it estimates the first token cannot come in time) or end
 // the stream when the deadline passes; either way the caller sees DEADLINE_EXCEEDED, not a retry.
-TEST_F(SdkAgainstFleet, DeadlineEndsALongGeneration) {
+// A generation that takes seconds (4000 tokens at a 4096 context) with a 100 ms deadline: ends
+// with DEADLINE_EXCEEDED at once and does not keep running on the worker. (With a 512 context
+// the whole generation fits in a few tens of milliseconds and may beat any sane deadline.)
+TEST(SdkDeadline, DeadlineEndsALongGeneration) {
+  TempDir dir;
+  TestWorker worker(dir.path(), "long", {"--ctx-size", "4096"});
+  ASSERT_TRUE(worker.ok());
+  testing::WriteWorkersFile(dir.File("workers.txt"), {worker.address()});
+  TestGateway gateway(dir.path(), dir.File("workers.txt"));
+  auto client = MakeClient(gateway.grpc_address());
+  ASSERT_TRUE(WaitHealthy(*client, 1)) << gateway.proc().Log();
   CallOptions call;
-  call.timeout = absl::Milliseconds(30);
+  call.timeout = absl::Milliseconds(100);
   const absl::Time start = absl::Now();
-  auto c = client_->Generate(Greedy("Once upon a time", 500, true), call);
+  auto c = client->Generate(Greedy("Once upon a time", 4000, true), call);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), absl::StatusCode::kDeadlineExceeded) << c.status();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
-  EXPECT_TRUE(worker_->WaitIdle()) << "an expired request must not keep running on the worker";
+  EXPECT_TRUE(worker.WaitIdle()) << "an expired request must not keep running on the worker";
 }
 
 TEST(SdkRetry, NothingListeningFailsAfterBoundedAttempts) {

@@ -2,6 +2,7 @@
 // files, a workers file the gateway watches. Header-only; shared by tests/sdk and tests/cli.
 #pragma once
 
+#include <algorithm>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <arpa/inet.h>
@@ -28,13 +29,16 @@ namespace flotilla::testing {
 
 class TestWorker {
  public:
-  // Starts stories260K (q8_0 unless told) with a 512 context; check ok() afterwards.
+  // Starts stories260K (q8_0 unless told) with a 512 context unless extra sets --ctx-size; check
+  // ok() afterwards.
   explicit TestWorker(const std::string& dir, const std::string& name, std::vector<std::string> extra = {},
                       const std::string& model = "stories260K-q8_0.gguf") {
     ready_ = dir + "/" + name + ".ready.json";
     std::vector<std::string> argv = {BinDir() + "/flotilla-worker", "--model", model, "--model-name",
-                                     "stories260K", "--ctx-size", "512", "--threads", "1",
-                                     "--worker-id", name, "--ready-file", ready_};
+                                     "stories260K", "--threads", "1", "--worker-id", name, "--ready-file", ready_};
+    if (std::find(extra.begin(), extra.end(), "--ctx-size") == extra.end()) {
+      argv.insert(argv.end(), {"--ctx-size", "512"});
+    }
     argv.insert(argv.end(), extra.begin(), extra.end());
     EXPECT_TRUE(proc_.Start(argv, dir + "/" + name + ".log"));
     nlohmann::json ready = proc_.WaitReady(ready_);
