@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -147,12 +148,14 @@ int main(int argc, char** argv) {
     pid = ready["pid"].get<int>();
   }
   auto stub = wv1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  std::string info_model_path;  // as the worker resolved it
   {
     grpc::ClientContext ctx;
     wv1::InfoResponse info;
     if (!stub->Info(&ctx, {}, &info).ok()) return 1;
     std::printf("model %s (%s), %s, %u KV blocks x %u\n", info.model().c_str(), info.quantization().c_str(),
                 info.backend().c_str(), info.num_kv_blocks(), info.block_size());
+    info_model_path = info.model_path();
   }
   if (pid > 0) std::printf("worker RSS after start: %.1f MB\n", ReadKb(pid, "VmRSS:") / 1024.0);
   std::printf("%-11s %9s %10s %10s %10s %10s %10s %10s %6s\n", "concurrency", "req/s", "tok/s", "ttft p50", "ttft p99",
@@ -166,6 +169,20 @@ int main(int argc, char** argv) {
                 1e3 * Percentile(r.itl, 99), 1e3 * Percentile(r.e2e, 50), r.errors);
     std::fflush(stdout);
   }
-  if (pid > 0) std::printf("worker peak RSS (VmHWM): %.1f MB\n", ReadKb(pid, "VmHWM:") / 1024.0);
+  if (pid > 0) {
+    const double peak_mb = ReadKb(pid, "VmHWM:") / 1024.0;
+    std::printf("worker peak RSS (VmHWM): %.1f MB\n", peak_mb);
+    // The memory goal: model file + configured KV memory + 100 MB (when the KV budget was given).
+    std::vector<std::string> words = absl::StrSplit(extra, ' ', absl::SkipEmpty());
+    auto kv = std::find(words.begin(), words.end(), "--kv-memory-mb");
+    double kv_mb = 0;
+    std::error_code ec;
+    const auto file_bytes = std::filesystem::file_size(info_model_path, ec);
+    if (kv != words.end() && kv + 1 != words.end() && absl::SimpleAtod(*(kv + 1), &kv_mb) && !ec) {
+      const double bound = static_cast<double>(file_bytes) / (1024.0 * 1024.0) + kv_mb + 100;
+      std::printf("bound (MiB, as the RSS above): model file %.1f + KV %.0f + 100 = %.1f -> %s\n",
+                  static_cast<double>(file_bytes) / (1024.0 * 1024.0), kv_mb, bound, peak_mb <= bound ? "within" : "OVER");
+    }
+  }
   return 0;
 }
