@@ -23,6 +23,9 @@ namespace flotilla::gateway {
 struct AdmissionConfig {
   uint32_t queue_size = 64;                 // requests per model waiting in the gateway
   TimeNs queue_timeout = 2 * kNsPerSec;     // longest wait there
+  // A request for a known model with no ready worker (its pool at zero, or being replaced) waits
+  // in the same queue this long for one to become ready (0: refuse at once with 503).
+  TimeNs activation_timeout = 30 * kNsPerSec;
   TimeNs min_retry_after = 500 * kNsPerMs;  // floor of the Retry-After hint when shedding
   TimeNs max_retry_after = 30 * kNsPerSec;
 };

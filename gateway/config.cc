@@ -137,9 +137,12 @@ absl::Status ApplyConfigJson(absl::string_view text, GatewayConfig* c) {
   }));
   CFG_RETURN_IF_ERROR(SubObject(o, "admission", [&](Obj& a) -> absl::Status {
     int64_t timeout_ms = c->dispatch.admission.queue_timeout / kNsPerMs;
+    int64_t activation_ms = c->dispatch.admission.activation_timeout / kNsPerMs;
     int64_t min_retry_ms = c->dispatch.admission.min_retry_after / kNsPerMs;
     CFG_RETURN_IF_ERROR(a.Get("queue_size", &c->dispatch.admission.queue_size));
     CFG_RETURN_IF_ERROR(a.Get("queue_timeout_ms", &timeout_ms));
+    CFG_RETURN_IF_ERROR(a.Get("activation_timeout_ms", &activation_ms));
+    c->dispatch.admission.activation_timeout = activation_ms * kNsPerMs;
     CFG_RETURN_IF_ERROR(a.Get("min_retry_after_ms", &min_retry_ms));
     c->dispatch.admission.queue_timeout = timeout_ms * kNsPerMs;
     c->dispatch.admission.min_retry_after = min_retry_ms * kNsPerMs;

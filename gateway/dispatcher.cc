@@ -1,5 +1,7 @@
 #include "gateway/dispatcher.h"
 
+#include "absl/strings/str_cat.h"
+
 #include <algorithm>
 
 #include "gateway/dispatcher_request.h"
@@ -74,7 +76,15 @@ void Dispatcher::Admit(const std::shared_ptr<Request>& r) {
       load = SummarisePool(snap->views, options_.router.queue_depth, pool.mean_request_s, snap->prefill_tokens_per_s);
     }
     const TimeNs deadline_left = r->deadline() > 0 ? std::max<TimeNs>(1, r->deadline() - now) : 0;
-    decision = gateway::Admit(options_.admission, load, pool.queue.size(), deadline_left, r->prompt_tokens());
+    TimeNs wait = options_.admission.queue_timeout;
+    if (!snap && options_.admission.activation_timeout > 0 && !pool.queue.full()) {
+      // No ready worker of a model we know (Prepare let it through): wait for one to come up
+      // rather than refuse; the queue depth is the autoscaler's activation signal.
+      decision.verdict = AdmissionVerdict::kQueue;
+      wait = options_.admission.activation_timeout;
+    } else {
+      decision = gateway::Admit(options_.admission, load, pool.queue.size(), deadline_left, r->prompt_tokens());
+    }
     if (decision.verdict != AdmissionVerdict::kDispatch && snap && spdlog::should_log(spdlog::level::debug)) {
       for (const auto& v : snap->views) {
         spdlog::debug("admission: worker {} running={} waiting={} inflight={} inflight_at_report={} slots={} available={}",
@@ -82,7 +92,7 @@ void Dispatcher::Admit(const std::shared_ptr<Request>& r) {
       }
     }
     if (decision.verdict == AdmissionVerdict::kQueue) {
-      TimeNs expires = now + options_.admission.queue_timeout;
+      TimeNs expires = now + wait;
       if (r->deadline() > 0) expires = std::min(expires, r->deadline());
       pool.queue.Push(r, expires);
       metrics_->SetQueueDepth(model, static_cast<double>(pool.queue.size()));
@@ -127,6 +137,7 @@ void Dispatcher::ExpireQueued(const std::string& model) {
   std::vector<std::shared_ptr<Request>> expired;
   const TimeNs now = clock_->Now();
   int64_t retry_ms = 1000;
+  bool no_worker = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = pools_.find(model);
@@ -135,14 +146,20 @@ void Dispatcher::ExpireQueued(const std::string& model) {
     expired = pool.queue.Expire(now);
     metrics_->SetQueueDepth(model, static_cast<double>(pool.queue.size()));
     PoolLoad load;
-    if (auto snap = fleet_->Snapshot(model)) {
-      load = SummarisePool(snap->views, options_.router.queue_depth, pool.mean_request_s, 0);
-    }
+    auto snap = fleet_->Snapshot(model);
+    if (snap) load = SummarisePool(snap->views, options_.router.queue_depth, pool.mean_request_s, 0);
+    no_worker = !snap;
     retry_ms = ShedRetryAfterMs(options_.admission, load, pool.queue.size());
   }
   for (auto& r : expired) {
     if (r->deadline() > 0 && now >= r->deadline()) {
       r->FailFromQueue(absl::DeadlineExceededError("deadline exceeded while waiting for a free worker"));
+    } else if (no_worker) {
+      r->FailFromQueue(WithReason(
+          WithRetryAfter(absl::UnavailableError(absl::StrCat("no worker of model '", model,
+                                                             "' became ready while the request waited")),
+                         retry_ms),
+          "no_workers"));
     } else {
       r->FailFromQueue(WithReason(
           WithRetryAfter(absl::ResourceExhaustedError("every worker of the model stayed busy; retry later"), retry_ms),

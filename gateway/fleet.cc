@@ -140,6 +140,12 @@ bool Fleet::IsKnownModel(const std::string& model) const {
   return facts_.count(model) > 0;
 }
 
+std::shared_ptr<const ModelFacts> Fleet::KnownFacts(const std::string& model) const {
+  absl::MutexLock lock(&facts_mu_);
+  auto it = facts_.find(model);
+  return it == facts_.end() ? nullptr : it->second;
+}
+
 std::vector<ModelSummary> Fleet::Models() const {
   std::vector<std::shared_ptr<WorkerClient>> clients = Workers();
   std::map<std::string, ModelSummary> by_model;

@@ -71,6 +71,8 @@ class Fleet {
   // True for a model configured in Options::models or ever seen on a ready worker: one that
   // exists although no worker of it may be ready now.
   bool IsKnownModel(const std::string& model) const;
+  // What was learnt of `model` from its workers, kept after they left (null if never seen).
+  std::shared_ptr<const ModelFacts> KnownFacts(const std::string& model) const;
   // Every known model; those without ready workers have workers == 0.
   std::vector<ModelSummary> Models() const;
   bool AnyHealthy() const;

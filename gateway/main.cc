@@ -87,6 +87,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-locality", no_locality, "Ignore the caller's zone when routing");
   app.add_option("--queue-size", queue_size, "Requests per model that may wait in the gateway");
   app.add_option("--queue-timeout-ms", queue_timeout_ms, "Longest wait in that queue");
+  int64_t activation_timeout_ms = -1;
+  app.add_option("--activation-timeout-ms", activation_timeout_ms,
+                 "How long a request for a known model with no ready worker (pool at zero) waits for one "
+                 "(default 30000; 0: refuse at once with 503)");
   app.add_option("--queue-depth", queue_depth, "Requests a worker may hold waiting beyond its sequence slots");
   app.add_option("--max-attempts", max_attempts, "Worker calls per request before the first token (first included)");
   app.add_flag("--response-cache", response_cache, "Cache responses of deterministic requests");
@@ -153,6 +157,9 @@ int main(int argc, char** argv) {
   if (no_locality) config.dispatch.router.locality = false;
   if (queue_size >= 0) config.dispatch.admission.queue_size = static_cast<uint32_t>(queue_size);
   if (queue_timeout_ms >= 0) config.dispatch.admission.queue_timeout = queue_timeout_ms * flotilla::kNsPerMs;
+  if (activation_timeout_ms >= 0) {
+    config.dispatch.admission.activation_timeout = activation_timeout_ms * flotilla::kNsPerMs;
+  }
   if (queue_depth >= 0) config.dispatch.router.queue_depth = static_cast<uint32_t>(queue_depth);
   if (max_attempts >= 0) config.dispatch.max_attempts = static_cast<uint32_t>(max_attempts);
   if (response_cache) config.response_cache = true;

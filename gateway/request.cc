@@ -113,23 +113,29 @@ absl::Status Dispatcher::Request::Prepare() {
   if (in_.model.empty()) return absl::InvalidArgumentError("'model' is required");
   auto snap = d_->fleet_->Snapshot(in_.model);
   const bool allowed = tenant_->AllowsModel(in_.model);
+  std::shared_ptr<const ModelFacts> facts = snap ? snap->facts : nullptr;
   if (!snap && allowed && d_->fleet_->IsKnownModel(in_.model)) {
     // The model exists but no worker of it is ready: its pool is at zero or a worker is being
-    // replaced. A retryable refusal, counted as shed demand for the model (what wakes a pool at
-    // zero), not a 404 that clients and SDKs treat as final.
+    // replaced. With what its workers told us earlier (tokenizer, context) the request can wait
+    // for one in the admission queue (Dispatcher::Admit); without (never seen since start) it is
+    // a retryable refusal. Either way it counts as demand for the model, which wakes a pool at
+    // zero, instead of a 404 that clients and SDKs treat as final.
     known_model_ = true;
-    return WithReason(WithRetryAfter(absl::UnavailableError(absl::StrCat(
-                                         "no worker of model '", in_.model,
-                                         "' is ready (its pool may be starting from zero); retry after the hint")),
-                                     1000),
-                      "no_workers");
+    facts = d_->fleet_->KnownFacts(in_.model);
+    if (!facts || d_->options_.admission.activation_timeout <= 0 || d_->options_.admission.queue_size == 0) {
+      return WithReason(WithRetryAfter(absl::UnavailableError(absl::StrCat(
+                                           "no worker of model '", in_.model,
+                                           "' is ready (its pool may be starting from zero); retry after the hint")),
+                                       1000),
+                        "no_workers");
+    }
   }
-  if (!snap || !allowed) {
+  if (!facts || !allowed) {
     // Same answer whether the model is unknown or not allowed: don't reveal other tenants' models.
     return absl::NotFoundError(absl::StrCat("the model '", in_.model, "' does not exist or you do not have access to it"));
   }
   known_model_ = true;
-  facts_ = snap->facts;
+  facts_ = std::move(facts);
   RETURN_IF_ERROR(ValidateSampling(in_.sampling));
   if (in_.stop.size() > d_->options_.max_stop_sequences) {
     return absl::InvalidArgumentError(absl::StrCat("at most ", d_->options_.max_stop_sequences, " stop sequences"));

@@ -29,10 +29,11 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-// Sends one greedy request for kModel and reads the stream to its end: the final status.
-grpc::Status GenerateToEnd(flotilla::v1::Inference::Stub* stub, grpc::ClientContext* ctx, const std::string& prompt) {
+// Sends one greedy request and reads the stream to its end: the final status.
+grpc::Status GenerateToEnd(flotilla::v1::Inference::Stub* stub, grpc::ClientContext* ctx, const std::string& prompt,
+                           const std::string& model = kModel) {
   flotilla::v1::GenerateRequest req;
-  req.set_model(kModel);
+  req.set_model(model);
   req.set_prompt(prompt);
   auto reader = stub->Generate(ctx, req);
   flotilla::v1::GenerateResponse msg;
@@ -270,41 +271,57 @@ TEST_F(GatewayE2eTest, FileDiscoveryAddsAndRemovesWorkers) {
   EXPECT_EQ(r.Header("x-flotilla-worker"), w2->address);  // z1 is gone: spill over
 }
 
-// A model whose workers are all gone (a pool scaled to zero, or a worker being replaced) or that
-// is configured but has never had one is refused with a retryable 503 / UNAVAILABLE and counted
-// as shed demand under its name, which is what wakes a pool at zero; only a model nobody serves
-// is a 404.
-TEST_F(GatewayE2eTest, ModelWithoutReadyWorkersIsRetryableAndCountedAsDemand) {
+// A model whose workers are all gone (a pool scaled to zero, or a worker being replaced) is not a
+// 404: a request for it waits in the gateway for a worker to become ready (served when one does;
+// refused with a retryable 503 when none does within --activation-timeout-ms), and the wait is
+// visible as queue depth under the model's name, the autoscaler's activation signal. A model
+// configured with --serve-model but never seen has no tokenizer here yet: it is refused at once
+// with 503 and counted as shed demand. Only a model nobody serves is a 404.
+TEST_F(GatewayE2eTest, ModelWithoutReadyWorkersWaitsForOneOrIsRetryable) {
   auto w = env_.StartWorker();
   ASSERT_TRUE(w);
   const std::string file = env_.dir() + "/fleet.txt";
   WriteFileAtomic(file, w->address + " " + kModel + " local\n");
-  auto g = env_.StartGateway({"--no-auth", "--workers-file", file, "--serve-model", "sleeping"});
+  auto g = env_.StartGateway(
+      {"--no-auth", "--workers-file", file, "--serve-model", "sleeping", "--activation-timeout-ms", "1500"});
   ASSERT_TRUE(g);
   ASSERT_TRUE(WaitHealthy(*g, 1));
   const std::string body = Completion("Once upon a time", 4).dump();
   ASSERT_EQ(HttpPost(g->http(), "/v1/completions", body).status, 200);
 
   WriteFileAtomic(file, "# flotilla fleet v1\n");  // the pool scaled to zero
-  HttpResult gone;
-  ASSERT_TRUE(WaitFor([&] {
-    gone = HttpPost(g->http(), "/v1/completions", body);
-    return gone.status != 200;
-  }, 20s));
+  ASSERT_TRUE(WaitFor([&] { return HttpGet(g->http(), "/ready").status == 503; }, 20s));  // nothing to route to
+  EXPECT_EQ(HttpGet(g->http(), "/health").status, 200);  // but the process is alive
+
+  // No worker comes back in time: a retryable 503 after the activation timeout.
+  const auto t0 = std::chrono::steady_clock::now();
+  HttpResult gone = HttpPost(g->http(), "/v1/completions", body);
+  const double waited_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(gone.status, 503) << gone.body;
   EXPECT_FALSE(gone.Header("Retry-After").empty());
-  EXPECT_NE(json::parse(gone.body)["error"]["message"].get<std::string>().find("no worker of model"), std::string::npos);
+  EXPECT_NE(gone.body.find("became ready"), std::string::npos) << gone.body;
+  EXPECT_GE(waited_s, 1.3);
 
-  EXPECT_EQ(HttpGet(g->http(), "/ready").status, 503);  // nothing to route to
-  EXPECT_EQ(HttpGet(g->http(), "/health").status, 200);  // but the process is alive
+  // A worker comes back while a request waits: that request is served.
+  HttpResult held;
+  std::thread waiter([&] { held = HttpPost(g->http(), "/v1/completions", body); });
+  EXPECT_TRUE(WaitFor([&] {
+    return MetricValue(HttpGet(g->http(), "/metrics").body, "flotilla_gateway_queue_depth", {{"model", kModel}}) == 1;
+  }, 5s));
+  WriteFileAtomic(file, w->address + " " + kModel + " local\n");
+  waiter.join();
+  EXPECT_EQ(held.status, 200) << held.body;
+  EXPECT_EQ(HttpGet(g->http(), "/ready").status, 200);
+
+  // Configured but never seen: refused at once, over HTTP and gRPC (UNAVAILABLE + retry hint,
+  // which the SDK retries).
   auto sleeping = HttpPost(g->http(), "/v1/completions", json{{"model", "sleeping"}, {"prompt", "x"}}.dump());
   EXPECT_EQ(sleeping.status, 503) << sleeping.body;
+  EXPECT_FALSE(sleeping.Header("Retry-After").empty());
   EXPECT_EQ(HttpPost(g->http(), "/v1/completions", json{{"model", "nope"}, {"prompt", "x"}}.dump()).status, 404);
-
-  // gRPC: UNAVAILABLE with a retry hint, which the SDK retries.
   auto stub = GatewayStub(*g);
   grpc::ClientContext ctx;
-  grpc::Status st = GenerateToEnd(stub.get(), &ctx, "Once");
+  grpc::Status st = GenerateToEnd(stub.get(), &ctx, "Once", "sleeping");
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
   EXPECT_TRUE(ctx.GetServerTrailingMetadata().count("retry-after-ms"));
 
@@ -314,15 +331,9 @@ TEST_F(GatewayE2eTest, ModelWithoutReadyWorkersIsRetryableAndCountedAsDemand) {
   for (const auto& m : models["data"]) ids.insert(m["id"].get<std::string>());
   EXPECT_EQ(ids, (std::set<std::string>{kModel, "sleeping"}));
   const std::string metrics = HttpGet(g->http(), "/metrics").body;
-  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", kModel}, {"reason", "no_workers"}}), 2);
-  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", "sleeping"}, {"reason", "no_workers"}}), 1);
+  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", kModel}, {"reason", "no_workers"}}), 1);
+  EXPECT_GE(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", "sleeping"}, {"reason", "no_workers"}}), 2);
   EXPECT_EQ(MetricValue(metrics, "flotilla_gateway_shed_total", {{"model", "nope"}}), 0);
-
-  // A worker comes back: served again.
-  WriteFileAtomic(file, w->address + " " + kModel + " local\n");
-  ASSERT_TRUE(WaitHealthy(*g, 1));
-  EXPECT_EQ(HttpPost(g->http(), "/v1/completions", body).status, 200);
-  EXPECT_EQ(HttpGet(g->http(), "/ready").status, 200);
 }
 
 // A tenant's max_concurrent caps its open requests on a gateway: one more is refused with 429
