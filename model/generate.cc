@@ -57,7 +57,7 @@ absl::StatusOr<GenerateResult> GenerateSingle(Executor& ex, const Tokenizer& tok
   r.prefill_seconds = Seconds(t0, t1);
   for (int n = 0; n < o.max_tokens; ++n) {
     const SampleResult s = sampler.Sample(logits, seq, prompt.size());
-    if (o.stop_at_eos && s.token == tok.eos_id()) break;
+    if (o.stop_at_eos && tok.IsEnd(s.token)) break;
     r.tokens.push_back(s.token);
     seq.push_back(s.token);
     const std::string text = utf8.Push(tok.TokenBytes(s.token));

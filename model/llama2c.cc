@@ -54,6 +54,9 @@ absl::Status LoadLlama2cTokenizer(const std::string& path, int vocab_size, Vocab
   v.unk_id = 0;
   v.bos_id = 1;
   v.eos_id = 2;
+  // llama2.c's models were trained on stories separated by BOS and its run.c stops there; they
+  // rarely emit EOS at all.
+  v.extra_end_ids = {1};
   v.types[0] = TokenType::kUnknown;
   v.types[1] = TokenType::kControl;
   v.types[2] = TokenType::kControl;

@@ -29,6 +29,14 @@ class Tokenizer {
 
   int32_t bos_id() const { return vocab_.bos_id; }
   int32_t eos_id() const { return vocab_.eos_id; }
+  // True for EOS and the vocabulary's other end-of-generation tokens.
+  bool IsEnd(int32_t id) const {
+    if (id == vocab_.eos_id) return true;
+    for (int32_t e : vocab_.extra_end_ids) {
+      if (id == e) return true;
+    }
+    return false;
+  }
   bool add_bos() const { return vocab_.add_bos; }
   int32_t vocab_size() const { return vocab_.size(); }
   const Vocab& vocab() const { return vocab_; }

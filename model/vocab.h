@@ -24,6 +24,8 @@ struct Vocab {
   std::vector<TokenType> types;
   int32_t bos_id = 1;
   int32_t eos_id = 2;
+  // Further tokens that end a generation as EOS does (llama2.c models end a story with BOS).
+  std::vector<int32_t> extra_end_ids;
   int32_t unk_id = 0;
   bool add_bos = true;
   bool add_space_prefix = true;

@@ -221,7 +221,7 @@ void Engine::EmitToken(Live& live, const SampleResult& s, bool* stopped) {
   live.pending.token_ids.push_back(s.token);
   if (live.req.sampling.logprobs > 0) live.pending.logprobs.push_back({s.token, s.logprob, s.top});
   *stopped = false;
-  if (!live.req.ignore_eos && s.token == tokenizer_->eos_id()) return;  // EOS adds no text
+  if (!live.req.ignore_eos && tokenizer_->IsEnd(s.token)) return;  // EOS adds no text
   live.pending.text += live.stop.Push(live.utf8.Push(tokenizer_->TokenBytes(s.token)), stopped);
 }
 
@@ -296,7 +296,7 @@ void Engine::Step() {
       bool stopped = false;
       EmitToken(live, sr, &stopped);
       FinishReason fr = FinishReason::kNone;
-      if (!live.req.ignore_eos && sr.token == tokenizer_->eos_id()) fr = FinishReason::kEos;
+      if (!live.req.ignore_eos && tokenizer_->IsEnd(sr.token)) fr = FinishReason::kEos;
       if (stopped) fr = FinishReason::kStop;
       results.push_back({s.id, sr.token, fr});
     }

@@ -1,5 +1,7 @@
 // The engine must reproduce the reference greedy output exactly on the f32 and f16 files and the
 // llama2.c checkpoint, with every kernel variant and thread count.
+#include <algorithm>
+
 #include "gtest/gtest.h"
 #include "model/executor.h"
 #include "model/generate.h"
@@ -64,6 +66,35 @@ INSTANTIATE_TEST_SUITE_P(
       for (char& ch : n) if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return n;
     });
+
+// A llama2.c checkpoint ends a generation at BOS, as llama2.c's run.c does (its models separate
+// stories with BOS and hardly ever emit EOS); the GGUF of the same weights, whose vocabulary
+// names only EOS, runs on through the BOS. Both agree on every token before it.
+TEST(Llama2cEnd, GenerationStopsAtBosLikeRunC) {
+  auto run = [](const std::string& file, int max_tokens) {
+    auto model = testing::LoadShared(file);
+    EXPECT_NE(model, nullptr);
+    Tokenizer tok(model->vocab);
+    ExecutorOptions eo;
+    eo.max_batch_tokens = 64;
+    auto ex = MakeCpuExecutor(model, eo);
+    EXPECT_TRUE(ex.ok()) << ex.status();
+    GenerateOptions go;
+    go.max_tokens = max_tokens;
+    go.sampling.temperature = 0;
+    auto r = GenerateSingle(**ex, tok, tok.Encode("Once upon a time", true), go);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->tokens : std::vector<int32_t>{};
+  };
+  const std::vector<int32_t> bin = run("stories260K.bin", 500);
+  const std::vector<int32_t> gguf = run("stories260K-f32.gguf", 500);
+  ASSERT_FALSE(bin.empty());
+  ASSERT_LT(bin.size(), 500u) << "no BOS within 500 tokens: the story did not end";
+  ASSERT_GT(gguf.size(), bin.size());
+  EXPECT_TRUE(std::equal(bin.begin(), bin.end(), gguf.begin()));
+  EXPECT_EQ(gguf[bin.size()], 1) << "the .bin run stopped where the GGUF run emits BOS";
+  EXPECT_EQ(std::count(bin.begin(), bin.end(), 1), 0);
+}
 
 }  // namespace
 }  // namespace flotilla
