@@ -1,9 +1,25 @@
 #include "common/logging.h"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 namespace flotilla {
+namespace {
+
+// %* in a pattern: the message, escaped for a JSON string. Every message passes through here,
+// so no call site has to know the log format (model paths, worker addresses, request ids and
+// error texts can carry quotes and control characters).
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string escaped = JsonEscape(std::string(msg.payload.data(), msg.payload.size()));
+    dest.append(escaped.data(), escaped.data() + escaped.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+};
+
+}  // namespace
 
 absl::Status SetupLogging(const LogOptions& options) {
   auto level = spdlog::level::from_str(options.level);
@@ -13,10 +29,10 @@ absl::Status SetupLogging(const LogOptions& options) {
   }
   auto logger = spdlog::stderr_color_mt(options.component.empty() ? "flotilla" : options.component);
   if (options.format == "json") {
-    // Messages are written by our code as plain text; spdlog's %v is escaped by the
-    // caller where it can contain user data (we never log prompts by default).
-    logger->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","component":"%n","msg":"%v"})",
-                        spdlog::pattern_time_type::utc);
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","component":"%n","msg":"%*"})");
+    logger->set_formatter(std::move(formatter));
   } else if (options.format == "text") {
     logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%L%$ [%n] %v");
   } else {

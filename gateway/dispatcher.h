@@ -105,7 +105,6 @@ struct DispatcherOptions {
   uint32_t max_stop_sequences = 8;
   bool log_requests = true;              // one line per request (never the text)
   bool log_prompts = false;              // ...with prompt and completion text (opt-in)
-  bool json_logs = false;                // the log pattern is JSON: messages must be escaped
 };
 
 class Dispatcher {

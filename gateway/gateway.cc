@@ -97,7 +97,6 @@ absl::Status Gateway::Init() {
   }
   fleet_ = std::make_unique<Fleet>(std::move(fo), timer_.get(), clock_);
   DispatcherOptions dispatch = c.dispatch;
-  dispatch.json_logs = c.log_format == "json";
   dispatcher_ = std::make_unique<Dispatcher>(dispatch, fleet_.get(), auth_.get(), limiter_.get(), cache_.get(),
                                              metrics_.get(), timer_.get(), clock_);
   Dispatcher* d = dispatcher_.get();

@@ -575,8 +575,7 @@ void Dispatcher::Request::Finish(absl::Status st) {
         JsonEscape(in_.request_id), in_.api, tenant, JsonEscape(model), CodeName(st.code()), prompt_ids_.size(),
         completion, info.ttft_s * 1e3, seconds * 1e3, info.worker, info.attempts, info.cached ? "true" : "false",
         st.ok() ? std::string() : absl::StrCat(" error=\"", JsonEscape(std::string(st.message())), "\""), extra);
-    // The JSON log pattern puts the message inside a JSON string as is: escape it once more there.
-    SPDLOG_INFO("{}", d_->options_.json_logs ? JsonEscape(line) : line);
+    SPDLOG_INFO("{}", line);
   }
   d_->open_.fetch_sub(1);
   {

@@ -68,15 +68,9 @@ int RunWorker(const WorkerOptions& o) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  // JSON log lines take message text as is: escape what comes from the operator or the files.
-  const bool json_logs = o.log_format == "json";
-  auto esc = [json_logs](absl::string_view s) {
-    std::string t(s);
-    return json_logs ? JsonEscape(t) : t;
-  };
   auto path = ResolveModelPath(o.model);
   if (!path.ok()) {
-    spdlog::error("{}", esc(path.status().message()));
+    spdlog::error("{}", path.status().message());
     return 1;
   }
   LoadOptions lo;
@@ -84,7 +78,7 @@ int RunWorker(const WorkerOptions& o) {
   lo.context_length = o.ctx_size;
   auto loaded = LoadModel(*path, lo);
   if (!loaded.ok()) {
-    spdlog::error("cannot load model: {}", esc(loaded.status().message()));
+    spdlog::error("cannot load model: {}", loaded.status().message());
     return 1;
   }
   std::shared_ptr<const LoadedModel> model = std::move(*loaded);
@@ -94,11 +88,11 @@ int RunWorker(const WorkerOptions& o) {
 
   auto executor = MakeBackend(model, o);
   if (!executor.ok()) {
-    spdlog::error("cannot start the {} backend: {}", o.backend, esc(executor.status().message()));
+    spdlog::error("cannot start the {} backend: {}", o.backend, executor.status().message());
     return 1;
   }
   if (absl::Status s = WarmUp(**executor); !s.ok()) {
-    spdlog::error("warm-up failed: {}", esc(s.message()));
+    spdlog::error("warm-up failed: {}", s.message());
     return 1;
   }
 
@@ -106,7 +100,7 @@ int RunWorker(const WorkerOptions& o) {
   MetricsServer metrics_server(registry);
   auto metrics_bound = metrics_server.Start(o.host, o.metrics_port);
   if (!metrics_bound.ok()) {
-    spdlog::error("{}", esc(metrics_bound.status().message()));
+    spdlog::error("{}", metrics_bound.status().message());
     return 1;
   }
   const int metrics_port = *metrics_bound;
@@ -139,7 +133,7 @@ int RunWorker(const WorkerOptions& o) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) {
-    spdlog::error("cannot listen for gRPC on {}:{}", esc(o.host), o.port);
+    spdlog::error("cannot listen for gRPC on {}:{}", o.host, o.port);
     return 1;
   }
   service.SetWorkerId(o.worker_id.empty() ? absl::StrCat(o.host, ":", grpc_port) : o.worker_id);
@@ -149,18 +143,18 @@ int RunWorker(const WorkerOptions& o) {
   });
   health->SetServingStatus(true);
   health->SetServingStatus(kServiceName, true);
-  spdlog::info("serving {} ({}, {} KV blocks of {} tokens, context {}) on {}:{} (metrics :{}) with {}", esc(model_name),
+  spdlog::info("serving {} ({}, {} KV blocks of {} tokens, context {}) on {}:{} (metrics :{}) with {}", model_name,
                kernels::Info(model->config.weight_type).name, blocks, engine.executor().block_size(),
-               model->config.context_length, esc(o.host), grpc_port, metrics_port, backend);
+               model->config.context_length, o.host, grpc_port, metrics_port, backend);
   if (!o.ready_file.empty()) {
     if (absl::Status s = WriteReadyFile(o.ready_file, grpc_port, metrics_port); !s.ok()) {
-      spdlog::error("{}", esc(s.message()));
+      spdlog::error("{}", s.message());
       return 1;
     }
   }
   // For people at a terminal; in JSON mode the "serving" line above says the same and every
   // line of output stays JSON.
-  if (!json_logs) {
+  if (o.log_format != "json") {
     std::printf("flotilla-worker ready grpc=%s:%d metrics=%s:%d\n", o.host.c_str(), grpc_port, o.host.c_str(), metrics_port);
     std::fflush(stdout);
   }
