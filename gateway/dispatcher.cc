@@ -1,9 +1,8 @@
 #include "gateway/dispatcher.h"
 
-#include "absl/strings/str_cat.h"
-
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "gateway/dispatcher_request.h"
 #include "gateway/errors.h"
 #include "spdlog/spdlog.h"

@@ -60,9 +60,10 @@ void Fleet::Reconcile() {
         cb = on_change_;
       }
       auto s = c->statics();
-      // Remember the model once its facts are known, so that it stays known (503, not 404)
-      // after its last worker leaves.
-      if (s) FactsFor(*s);
+      // Remember the model once its facts are known, so that it stays known (a wait or a 503,
+      // not a 404) after its last worker leaves. Once per model: this hook also runs on every
+      // load report.
+      if (s && !KnownFacts(s->info.model())) FactsFor(*s);
       if (!cb) return;
       cb(s ? s->info.model() : std::string());
     };
@@ -170,17 +171,11 @@ std::vector<ModelSummary> Fleet::Models() const {
       m.quantization = f->quantization;
     }
   };
-  for (const auto& name : options_.models) add_known(name, nullptr);
   {
     absl::MutexLock lock(&facts_mu_);
-    for (const auto& [name, f] : facts_) {
-      if (by_model.count(name) && by_model[name].workers == 0) {
-        by_model[name].context_length = f->context_length;
-        by_model[name].quantization = f->quantization;
-      }
-      add_known(name, f.get());
-    }
+    for (const auto& [name, f] : facts_) add_known(name, f.get());
   }
+  for (const auto& name : options_.models) add_known(name, nullptr);  // configured, never seen
   std::vector<ModelSummary> out;
   for (auto& [name, m] : by_model) out.push_back(std::move(m));
   return out;

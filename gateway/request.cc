@@ -122,7 +122,7 @@ absl::Status Dispatcher::Request::Prepare() {
     // zero, instead of a 404 that clients and SDKs treat as final.
     known_model_ = true;
     facts = d_->fleet_->KnownFacts(in_.model);
-    if (!facts || d_->options_.admission.activation_timeout <= 0 || d_->options_.admission.queue_size == 0) {
+    if (!facts) {
       return WithReason(WithRetryAfter(absl::UnavailableError(absl::StrCat(
                                            "no worker of model '", in_.model,
                                            "' is ready (its pool may be starting from zero); retry after the hint")),

@@ -200,8 +200,9 @@ TEST_F(GatewayResilienceTest, OverloadIsShedAtOnceWithRetryAfter) {
   ASSERT_TRUE(g);
   ASSERT_TRUE(WaitHealthy(*g, 1));
   // Capacity: 2 running + 1 waiting on the worker + 2 queued in the gateway = 5. Five long
-  // requests fill it (each takes over a second), then eleven more arrive.
-  json body = Completion("Once upon a time", 2500, false);
+  // requests fill it (4000 tokens each take seconds; 2500 became short enough after attention got
+  // faster that the queue could drain during the burst), then eleven more arrive.
+  json body = Completion("Once upon a time", 4000, false);
   body["ignore_eos"] = true;
   std::mutex mu;
   std::vector<int> admitted_status;
@@ -323,7 +324,7 @@ TEST_F(GatewayResilienceTest, SigtermDrainsInFlightRequests) {
   auto g = env_.StartGateway({"--no-auth", "--workers", w->address});
   ASSERT_TRUE(g);
   ASSERT_TRUE(WaitHealthy(*g, 1));
-  json body = Completion("Once upon a time", 2500, false);
+  json body = Completion("Once upon a time", 4000, false);
   body["ignore_eos"] = true;
   HttpResult inflight;
   std::thread t([&] { inflight = HttpPost(g->http(), "/v1/completions", body.dump()); });
@@ -335,7 +336,7 @@ TEST_F(GatewayResilienceTest, SigtermDrainsInFlightRequests) {
   EXPECT_NE(late.status, 200);
   t.join();
   EXPECT_EQ(inflight.status, 200) << inflight.body;
-  EXPECT_EQ(json::parse(inflight.body)["usage"]["completion_tokens"], 2500);
+  EXPECT_EQ(json::parse(inflight.body)["usage"]["completion_tokens"], 4000);
   auto st = g->proc.Wait(15s);
   ASSERT_TRUE(st.has_value());
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
