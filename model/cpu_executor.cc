@@ -84,8 +84,8 @@ class CpuExecutor final : public Executor {
         num_blocks_(o.num_kv_blocks),
         block_size_(o.block_size),
         max_tokens_(o.max_batch_tokens),
-        kv_f16_(o.kv_type == KvDType::kF16),
-        adaptive_(AdaptiveThreads()) {
+        adaptive_(AdaptiveThreads()),
+        kv_f16_(o.kv_type == KvDType::kF16) {
     const int64_t T = max_tokens_;
     x_.resize(T * c_.dim);
     xb_.resize(T * std::max(c_.dim, c_.q_dim()));
@@ -106,6 +106,9 @@ class CpuExecutor final : public Executor {
       for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) need(*m);
     }
     act_.Resize(T * act_row);
+    act_row_ = act_row;
+    own_act_.Resize(pool_.size() * act_row);
+    own_xb_.resize(static_cast<size_t>(pool_.size()) * c_.dim);
     attn_stride_ = kernels::cpu::AttentionGroupScratch(c_.n_heads, c_.n_kv_heads, c_.head_dim, c_.context_length);
     attn_scratch_.resize(static_cast<size_t>(pool_.size()) * attn_stride_);
     // Rotary angles in double, rounded once: theta_i = pos * base^(-2i/head_dim).
@@ -180,17 +183,44 @@ class CpuExecutor final : public Executor {
     if (tid == 0) ++barriers_;
     pool_.Barrier();
   }
-  // Norms x rows into xb_ and, when any of the step's matrices is quantized, quantizes them.
-  void NormAndQuantize(int64_t t, const float* x, const float* norm, bool quantize, DType type, int64_t out_row) {
-    float* xb = xb_.data() + out_row * c_.dim;
-    kt_.rms_norm(x, norm, xb, c_.dim, c_.norm_eps);
-    if (quantize) kt_.quantize_act(type, xb, act_.data() + out_row * kt_.act_row_bytes(type, c_.dim), c_.dim);
+  // Where a step's products read their input rows: normed f32 rows (xb) and their quantized
+  // form (act). Normally the shared xb_ and act_; for a single token on several threads, each
+  // thread's own copy (see Prepare).
+  struct Input {
+    float* xb;
+    char* act;
+  };
+  Input Shared() { return {xb_.data(), act_.data()}; }
+
+  // Prepares the input rows of the next products: f(t, in) writes token t's rows into `in`.
+  // Tokens are shared out among the threads, then a barrier. A single token (decode of one
+  // sequence) is instead prepared by every thread into its own copy, the same values, and
+  // nobody waits: those barriers, where one thread worked and the others watched, were 4 of a
+  // layer's 9 and cost a small model's 2-thread decode more than the work they guarded.
+  template <class F>
+  Input Prepare(int tid, int nt, int64_t T, F&& f) {
+    if (T == 1 && nt > 1) {
+      const Input own{own_xb_.data() + tid * c_.dim, own_act_.data() + tid * act_row_};
+      f(int64_t{0}, own);
+      return own;
+    }
+    const Input shared = Shared();
+    Tokens(tid, nt, T, [&](int64_t t) { f(t, shared); });
+    return shared;
   }
-  // Rows [n0, n1) of w for all T tokens, reading x (f32, ldx apart) or the quantized act_.
-  void MatMulRows(const WeightMatrix& w, const float* x, int64_t ldx, int64_t T, float* y, int64_t ldy, int64_t n0,
-                  int64_t n1) {
+
+  // Norms x into row `out_row` of in.xb and, when any of the step's matrices is quantized,
+  // quantizes it into in.act.
+  void NormAndQuantize(const Input& in, int64_t out_row, const float* x, const float* norm, bool quantize, DType type) {
+    float* xb = in.xb + out_row * c_.dim;
+    kt_.rms_norm(x, norm, xb, c_.dim, c_.norm_eps);
+    if (quantize) kt_.quantize_act(type, xb, in.act + out_row * kt_.act_row_bytes(type, c_.dim), c_.dim);
+  }
+  // Rows [n0, n1) of w for all T tokens, reading x (f32, ldx apart) or its quantized rows act.
+  void MatMulRows(const WeightMatrix& w, const float* x, const char* act, int64_t ldx, int64_t T, float* y, int64_t ldy,
+                  int64_t n0, int64_t n1) {
     const bool q = kernels::IsBlockQuantized(w.type);
-    const MatMulArgs a = kernels::cpu::MakeMatMulArgs(kt_, w, q ? static_cast<const void*>(act_.data()) : x, ldx, T, y, ldy);
+    const MatMulArgs a = kernels::cpu::MakeMatMulArgs(kt_, w, q ? static_cast<const void*>(act) : x, ldx, T, y, ldy);
     kt_.matmul[static_cast<int>(w.type)](a, n0, n1);
   }
 
@@ -211,6 +241,9 @@ class CpuExecutor final : public Executor {
   std::vector<const int32_t*> tables_;
   std::vector<int64_t> logit_rows_;
   AlignedBytes act_;
+  int64_t act_row_ = 0;       // bytes of one token's quantized row in act_
+  AlignedBytes own_act_;      // per thread: one token's quantized row (Prepare)
+  std::vector<float> own_xb_; // per thread: one token's normed row (Prepare)
   std::vector<float> attn_scratch_;
   int64_t attn_stride_ = 0;
   std::vector<float> rope_cos_, rope_sin_;
@@ -295,12 +328,12 @@ void CpuExecutor::Region(const Step& s, int tid, int nt) {
   if (s.n_logits == 0) return;
   const WeightMatrix& out = w_.output;
   const bool q = AnyQuantized({&out});
-  Tokens(tid, nt, s.n_logits, [&](int64_t i) {
-    NormAndQuantize(i, x_.data() + logit_rows_[i] * dim, w_.output_norm, q, out.type, i);
+  const Input in = Prepare(tid, nt, s.n_logits, [&](int64_t i, const Input& to) {
+    NormAndQuantize(to, i, x_.data() + logit_rows_[i] * dim, w_.output_norm, q, out.type);
   });
   const int64_t ur = UnitRows(out.rows);
   Units(tid, nt, (out.rows + ur - 1) / ur, out.rows * out.cols * s.n_logits, s.n_logits, [&](int64_t u0, int64_t u1) {
-    MatMulRows(out, xb_.data(), dim, s.n_logits, s.logits, out.rows, u0 * ur, std::min(out.rows, u1 * ur));
+    MatMulRows(out, in.xb, in.act, dim, s.n_logits, s.logits, out.rows, u0 * ur, std::min(out.rows, u1 * ur));
   });
 }
 
@@ -317,77 +350,98 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   // Attention input.
   const bool qkv_q = AnyQuantized({&L.wq, &L.wk, &L.wv});
   const DType qkv_t = QuantizedType({&L.wq, &L.wk, &L.wv});
-  Tokens(tid, nt, T, [&](int64_t t) { NormAndQuantize(t, x_.data() + t * dim, L.attn_norm, qkv_q, qkv_t, t); });
+  const Input qkv_in = Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
+    NormAndQuantize(to, t, x_.data() + t * dim, L.attn_norm, qkv_q, qkv_t);
+  });
 
   // Q, K, V by heads; each head is rotated (Q, K) and stored in the cache (K, V) by its thread.
-  const int64_t nh = c_.n_heads, nkv = c_.n_kv_heads;
-  Units(tid, nt, nh + 2 * nkv, (qd + 2 * kv) * int64_t{dim} * T, T, [&](int64_t u0, int64_t u1) {
-    // Heads u of [0, nh) are Q, [nh, nh + nkv) K, then V: one product per matrix the range touches.
-    for (int kind = 0; kind < 3; ++kind) {
-      const int64_t first = kind == 0 ? 0 : kind == 1 ? nh : nh + nkv;
-      const int64_t h0 = std::max(u0, first) - first, h1 = std::min(u1, first + (kind == 0 ? nh : nkv)) - first;
-      if (h0 >= h1) continue;
-      const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
-      float* y = kind == 0 ? q_.data() : kind == 1 ? k_.data() : v_.data();
-      const int64_t ldy = kind == 0 ? qd : kv;
-      MatMulRows(w, xb_.data(), dim, T, y, ldy, h0 * hd, h1 * hd);
-      for (int64_t t = 0; t < T; ++t) {
-        const int pos = b.positions[t];
-        const float* cs = rope_cos_.data() + static_cast<int64_t>(pos) * half;
-        const float* sn = rope_sin_.data() + static_cast<int64_t>(pos) * half;
-        for (int64_t h = h0; h < h1; ++h) {
-          float* head = y + t * ldy + h * hd;
-          if (kind != 2) kt_.rope(head, 1, hd, cs, sn);
-          if (kind != 0) {
-            // Slot pos % bs of block table[pos / bs]; layout [block][kv_head][slot][head_dim].
-            const int64_t off = tables_[t][pos / bs] * block_stride + h * bs * hd + static_cast<int64_t>(pos % bs) * hd;
-            char* dst = (kind == 1 ? kc : vc) + off * kv_elem_bytes_;
-            if (kv_f16_) {
-              kt_.f32_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd);
-            } else {
-              std::memcpy(dst, head, sizeof(float) * hd);
-            }
+  // kind 0: query heads [h0, h1), 1: key heads, 2: value heads.
+  auto qkv_heads = [&](int kind, int64_t h0, int64_t h1) {
+    const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
+    float* y = kind == 0 ? q_.data() : kind == 1 ? k_.data() : v_.data();
+    const int64_t ldy = kind == 0 ? qd : kv;
+    MatMulRows(w, qkv_in.xb, qkv_in.act, dim, T, y, ldy, h0 * hd, h1 * hd);
+    for (int64_t t = 0; t < T; ++t) {
+      const int pos = b.positions[t];
+      const float* cs = rope_cos_.data() + static_cast<int64_t>(pos) * half;
+      const float* sn = rope_sin_.data() + static_cast<int64_t>(pos) * half;
+      for (int64_t h = h0; h < h1; ++h) {
+        float* head = y + t * ldy + h * hd;
+        if (kind != 2) kt_.rope(head, 1, hd, cs, sn);
+        if (kind != 0) {
+          // Slot pos % bs of block table[pos / bs]; layout [block][kv_head][slot][head_dim].
+          const int64_t off = tables_[t][pos / bs] * block_stride + h * bs * hd + static_cast<int64_t>(pos % bs) * hd;
+          char* dst = (kind == 1 ? kc : vc) + off * kv_elem_bytes_;
+          if (kv_f16_) {
+            kt_.f32_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd);
+          } else {
+            std::memcpy(dst, head, sizeof(float) * hd);
           }
         }
       }
     }
-  });
+  };
 
   // Attention by (token, KV head): the group's query heads share each K and V row.
   auto attn = s.attn;
   attn.k_cache = kc;
   attn.v_cache = vc;
   attn.kv_f16 = kv_f16_;
-  int64_t attn_work = 0;
-  for (int64_t t = 0; t < T; ++t) attn_work += (b.positions[t] + 1) * int64_t{qd};
   float* scratch = attn_scratch_.data() + tid * attn_stride_;
-  Units(tid, nt, T * nkv, attn_work, T, [&](int64_t u0, int64_t u1) {
-    for (int64_t u = u0; u < u1; ++u) kt_.attention_group(attn, u / nkv, static_cast<int>(u % nkv), scratch);
-  });
+  const int64_t nh = c_.n_heads, nkv = c_.n_kv_heads, group = nh / nkv;
+
+  if (T == 1 && nt > 1 && nkv % nt == 0) {
+    // One token: each thread takes whole KV groups (as many as every other thread), their
+    // query, key and value heads and then their attention, so no barrier separates the two
+    // (attention reads only its group's heads).
+    const int64_t g0 = nkv * tid / nt, g1 = nkv * (tid + 1) / nt;
+    if (g0 < g1) {
+      qkv_heads(0, g0 * group, g1 * group);
+      qkv_heads(1, g0, g1);
+      qkv_heads(2, g0, g1);
+      for (int64_t g = g0; g < g1; ++g) kt_.attention_group(attn, 0, static_cast<int>(g), scratch);
+    }
+    if (tid == 0) ++barriers_;
+    pool_.Barrier();
+  } else {
+    Units(tid, nt, nh + 2 * nkv, (qd + 2 * kv) * int64_t{dim} * T, T, [&](int64_t u0, int64_t u1) {
+      // Heads u of [0, nh) are Q, [nh, nh + nkv) K, then V: one product per matrix the range touches.
+      for (int kind = 0; kind < 3; ++kind) {
+        const int64_t first = kind == 0 ? 0 : kind == 1 ? nh : nh + nkv;
+        const int64_t h0 = std::max(u0, first) - first, h1 = std::min(u1, first + (kind == 0 ? nh : nkv)) - first;
+        if (h0 < h1) qkv_heads(kind, h0, h1);
+      }
+    });
+    int64_t attn_work = 0;
+    for (int64_t t = 0; t < T; ++t) attn_work += (b.positions[t] + 1) * int64_t{qd};
+    Units(tid, nt, T * nkv, attn_work, T, [&](int64_t u0, int64_t u1) {
+      for (int64_t u = u0; u < u1; ++u) kt_.attention_group(attn, u / nkv, static_cast<int>(u % nkv), scratch);
+    });
+  }
 
   // Output projection, added into the residual stream by the thread that computes the rows.
   const bool o_q = AnyQuantized({&L.wo});
-  if (o_q) {
-    Tokens(tid, nt, T, [&](int64_t t) {
-      kt_.quantize_act(L.wo.type, att_.data() + t * qd, act_.data() + t * kt_.act_row_bytes(L.wo.type, qd), qd);
-    });
-  }
+  const Input o_in = !o_q ? Shared() : Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
+    kt_.quantize_act(L.wo.type, att_.data() + t * qd, to.act + t * kt_.act_row_bytes(L.wo.type, qd), qd);
+  });
   const int64_t ur_o = UnitRows(dim);
   Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * qd * T, T, [&](int64_t u0, int64_t u1) {
     const int64_t n0 = u0 * ur_o, n1 = std::min<int64_t>(dim, u1 * ur_o);
-    MatMulRows(L.wo, att_.data(), qd, T, xb_.data(), dim, n0, n1);
+    MatMulRows(L.wo, att_.data(), o_in.act, qd, T, xb_.data(), dim, n0, n1);
     for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
   });
 
   // Feed-forward: gate and up by row ranges, SiLU(gate) * up in place of gate.
   const bool gu_q = AnyQuantized({&L.w_gate, &L.w_up});
   const DType gu_t = QuantizedType({&L.w_gate, &L.w_up});
-  Tokens(tid, nt, T, [&](int64_t t) { NormAndQuantize(t, x_.data() + t * dim, L.ffn_norm, gu_q, gu_t, t); });
+  const Input ffn_in = Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
+    NormAndQuantize(to, t, x_.data() + t * dim, L.ffn_norm, gu_q, gu_t);
+  });
   const int64_t ur_f = UnitRows(ffn);
   Units(tid, nt, (ffn + ur_f - 1) / ur_f, 2 * int64_t{ffn} * dim * T, T, [&](int64_t u0, int64_t u1) {
     const int64_t r0 = u0 * ur_f, r1 = std::min<int64_t>(ffn, u1 * ur_f);
-    MatMulRows(L.w_gate, xb_.data(), dim, T, gate_.data(), ffn, r0, r1);
-    MatMulRows(L.w_up, xb_.data(), dim, T, up_.data(), ffn, r0, r1);
+    MatMulRows(L.w_gate, ffn_in.xb, ffn_in.act, dim, T, gate_.data(), ffn, r0, r1);
+    MatMulRows(L.w_up, ffn_in.xb, ffn_in.act, dim, T, up_.data(), ffn, r0, r1);
     // SiLU per unit: its chunk boundaries depend only on the shape, never on the split.
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t n0 = u * ur_f, n1 = std::min<int64_t>(ffn, n0 + ur_f);
@@ -396,14 +450,12 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
       }
     }
   });
-  if (AnyQuantized({&L.w_down})) {
-    Tokens(tid, nt, T, [&](int64_t t) {
-      kt_.quantize_act(L.w_down.type, gate_.data() + t * ffn, act_.data() + t * kt_.act_row_bytes(L.w_down.type, ffn), ffn);
-    });
-  }
+  const Input down_in = !AnyQuantized({&L.w_down}) ? Shared() : Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
+    kt_.quantize_act(L.w_down.type, gate_.data() + t * ffn, to.act + t * kt_.act_row_bytes(L.w_down.type, ffn), ffn);
+  });
   Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * ffn * T, T, [&](int64_t u0, int64_t u1) {
     const int64_t n0 = u0 * ur_o, n1 = std::min<int64_t>(dim, u1 * ur_o);
-    MatMulRows(L.w_down, gate_.data(), ffn, T, xb_.data(), dim, n0, n1);
+    MatMulRows(L.w_down, gate_.data(), down_in.act, ffn, T, xb_.data(), dim, n0, n1);
     for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
   });
 }
