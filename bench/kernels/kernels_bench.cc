@@ -18,6 +18,7 @@
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/fp16.h"
 #include "kernels/quant.h"
 
 namespace flotilla::kernels::cpu {
@@ -139,13 +140,20 @@ void BM_QuantizeActivations(benchmark::State& state) {
 }
 BENCHMARK(BM_QuantizeActivations)->Arg(2048)->Arg(5632);
 
-// Args: context length, head_dim, heads, kv heads. One token's attention over all heads.
+// Args: context length, head_dim, heads, kv heads, f16 KV (0/1). One token's attention over all
+// heads; GFLOP and ns per (head, position).
 void BM_Attention(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0)), hd = static_cast<int>(state.range(1));
   const int n_heads = static_cast<int>(state.range(2)), n_kv = static_cast<int>(state.range(3));
+  const bool f16 = state.range(4) != 0;
   const int bs = 16, n_blocks = (n + bs - 1) / bs;
-  const auto k = Random(static_cast<size_t>(n_blocks) * n_kv * bs * hd, 4);
-  const auto v = Random(k.size(), 5);
+  const auto kf = Random(static_cast<size_t>(n_blocks) * n_kv * bs * hd, 4);
+  const auto vf = Random(kf.size(), 5);
+  std::vector<uint16_t> kh(kf.size()), vh(vf.size());
+  for (size_t i = 0; i < kf.size(); ++i) {
+    kh[i] = F32ToF16(kf[i]);
+    vh[i] = F32ToF16(vf[i]);
+  }
   const auto q = Random(static_cast<size_t>(n_heads) * hd, 6);
   std::vector<float> out(q.size());
   std::vector<int32_t> table(n_blocks);
@@ -157,8 +165,9 @@ void BM_Attention(benchmark::State& state) {
   a.q_stride = n_heads * hd;
   a.out = out.data();
   a.out_stride = n_heads * hd;
-  a.k_cache = k.data();
-  a.v_cache = v.data();
+  a.k_cache = f16 ? static_cast<const void*>(kh.data()) : kf.data();
+  a.v_cache = f16 ? static_cast<const void*>(vh.data()) : vf.data();
+  a.kv_f16 = f16;
   a.n_heads = n_heads;
   a.n_kv_heads = n_kv;
   a.head_dim = hd;
@@ -173,8 +182,20 @@ void BM_Attention(benchmark::State& state) {
   }
   state.counters["GFLOP"] =
       benchmark::Counter(static_cast<double>(state.iterations()) * 4.0 * n * n_heads * hd / 1e9, benchmark::Counter::kIsRate);
+  state.counters["ns/head-pos"] = benchmark::Counter(static_cast<double>(state.iterations()) * n * n_heads,
+                                                     benchmark::Counter::kIsRate | benchmark::Counter::kInvert) ;
 }
-BENCHMARK(BM_Attention)->Args({128, 64, 32, 4})->Args({1024, 64, 32, 4})->Args({1024, 64, 12, 12})->Args({512, 8, 8, 4});
+BENCHMARK(BM_Attention)
+    ->Args({128, 64, 32, 4, 0})
+    ->Args({1024, 64, 32, 4, 0})
+    ->Args({1024, 64, 12, 12, 0})
+    ->Args({512, 8, 8, 4, 0})
+    // f16 KV (the default cache type) over short and long contexts, 110M's 12 heads of 64.
+    ->Args({16, 64, 12, 12, 1})
+    ->Args({64, 64, 12, 12, 1})
+    ->Args({256, 64, 12, 12, 1})
+    ->Args({1024, 64, 12, 12, 1})
+    ->Args({256, 64, 32, 4, 1});
 
 // One Run() round trip with an empty task: the cost of a fork/join.
 void BM_PoolRun(benchmark::State& state) {

@@ -118,6 +118,20 @@ void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, fl
   PagedAttentionGroupImplT<float, Dot, Axpy, Softmax>(a, t, kvh, scratch);
 }
 
+// Asks for `elems` contiguous KV elements (one block's rows of one KV head) ahead of use: the
+// values of each block are requested while its keys are scored, so they arrive by the time the
+// weighted sum reads them. In a batched step the weights streamed since the sequence's last step
+// have evicted its cache blocks, and the value loads of that sum stalled on every block (about
+// half of attention's time at short contexts). The next block's keys are requested the same way.
+// Measured: a 110M batch-16 step +3-8 % (attention 9.6 -> ~6 % of it); with the whole cache
+// already in L1/L2 (kernels_bench BM_Attention) the prefetches cost 10-25 %, a case a serving
+// step with weights streaming through the caches does not meet.
+template <class KvT>
+inline void PrefetchKvRows(const KvT* p, int64_t elems) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int64_t o = 0; o < elems * static_cast<int64_t>(sizeof(KvT)); o += 64) __builtin_prefetch(c + o);
+}
+
 // V: the variant's vector policy (Reg, kWidth, Zero, Load(p, n), Store(p, v, n), Fmadd(a, x, acc),
 // Add, Reduce). kRegs = ceil(head_dim / kWidth) is a compile-time constant so that the query,
 // the kWidth score accumulators and the value accumulators are all indexed by constants and stay
@@ -150,6 +164,13 @@ void PagedAttentionVecFixed(const PagedAttentionArgs& a, int64_t t, int kvh, int
     for (int j = 0, b = 0; j < n; j += bs, ++b) {
       const KvT* kb = static_cast<const KvT*>(a.k_cache) + table[b] * block_stride + head_off;
       const int cnt = std::min(bs, n - j);
+      if (g == 0) {
+        PrefetchKvRows(static_cast<const KvT*>(a.v_cache) + table[b] * block_stride + head_off, int64_t{cnt} * hd);
+        if (j + bs < n) {
+          PrefetchKvRows(static_cast<const KvT*>(a.k_cache) + table[b + 1] * block_stride + head_off,
+                         static_cast<int64_t>(std::min(bs, n - j - bs)) * hd);
+        }
+      }
       for (int s0 = 0; s0 < cnt; s0 += kW) {
         const int m = std::min(kW, cnt - s0);
         typename V::Reg acc[kW];
