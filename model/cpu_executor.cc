@@ -50,10 +50,11 @@ constexpr int64_t kDynamicTokens = 4;
 constexpr int kSoloFirst = 16;
 constexpr int kSoloMax = 4096;
 
-bool AdaptiveThreads() {
-  const char* e = std::getenv("FLOTILLA_ADAPTIVE_THREADS");
+bool EnvOn(const char* name) {
+  const char* e = std::getenv(name);
   return !(e && std::string_view(e) == "0");
 }
+bool AdaptiveThreads() { return EnvOn("FLOTILLA_ADAPTIVE_THREADS"); }
 
 // 64-byte aligned bytes (activation rows are read with 64-byte vector loads).
 class AlignedBytes {
@@ -126,6 +127,8 @@ class CpuExecutor final : public Executor {
     layer_kv_elems_ = static_cast<int64_t>(num_blocks_) * c_.kv_dim() * block_size_;
     kv_elem_bytes_ = kv_f16_ ? 2 : 4;
     kv_.reset(new char[2 * c_.n_layers * layer_kv_elems_ * kv_elem_bytes_]);
+    // FLOTILLA_PACK_WEIGHTS=0 turns packing off for a process (benchmarks compare the two).
+    if (o.pack_weights && EnvOn("FLOTILLA_PACK_WEIGHTS")) PackWeights();
   }
 
   const LlamaConfig& config() const override { return c_; }
@@ -134,12 +137,48 @@ class CpuExecutor final : public Executor {
   int max_batch_tokens() const override { return max_tokens_; }
   std::string Describe() const override {
     return absl::StrCat("cpu ", kt_.isa, ", ", pool_.size(), " thread", pool_.size() == 1 ? "" : "s", ", ",
-                        kv_f16_ ? "f16" : "f32", " KV");
+                        kv_f16_ ? "f16" : "f32", " KV", packed_matrices_ > 0 ? ", packed weights" : "");
   }
 
   absl::Status Forward(const ForwardBatch& b, std::span<float> logits) override;
 
  private:
+  // Copies every matrix the kernel table packs into packed_, in its layout, and releases the
+  // matrix's pages of the file map: the products read only the packed copy, so the process
+  // holds one copy of the weights, not two (a tied token embedding is still read row by row for
+  // lookups and comes back from the file page by page as needed).
+  void PackWeights() {
+    std::vector<WeightMatrix*> ms;
+    auto add = [&](WeightMatrix& m) {
+      if (kernels::cpu::CanPack(kt_, m)) ms.push_back(&m);
+    };
+    for (auto& l : w_.layers) {
+      for (WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*m);
+    }
+    add(w_.output);
+    if (ms.empty()) return;
+    int64_t total = 0;
+    for (const WeightMatrix* m : ms) total += m->rows * kt_.packed_row_bytes(m->type, m->cols);
+    packed_.Resize(total);
+    char* dst = packed_.data();
+    for (WeightMatrix* m : ms) {
+      const int64_t rb = kt_.packed_row_bytes(m->type, m->cols);
+      pool_.Run([&](int tid, int nt) {
+        const int64_t r0 = m->rows * tid / nt, r1 = m->rows * (tid + 1) / nt;
+        if (r0 < r1) {
+          kt_.pack_rows(m->type, static_cast<const char*>(m->data) + r0 * m->row_bytes, m->row_bytes, r1 - r0, m->cols,
+                        dst + r0 * rb);
+        }
+      });
+      if (model_->file) model_->file->Release(m->data, static_cast<size_t>(m->rows * m->row_bytes));
+      m->data = dst;
+      m->row_bytes = rb;
+      m->packed = true;
+      dst += m->rows * rb;
+      ++packed_matrices_;
+    }
+  }
+
   // Per-call state shared by the threads of one forward pass.
   struct Step {
     const ForwardBatch* batch;
@@ -221,12 +260,14 @@ class CpuExecutor final : public Executor {
                   int64_t n0, int64_t n1) {
     const bool q = kernels::IsBlockQuantized(w.type);
     const MatMulArgs a = kernels::cpu::MakeMatMulArgs(kt_, w, q ? static_cast<const void*>(act) : x, ldx, T, y, ldy);
-    kt_.matmul[static_cast<int>(w.type)](a, n0, n1);
+    kernels::cpu::MatMulFor(kt_, w)(a, n0, n1);
   }
 
   std::shared_ptr<const LoadedModel> model_;
   const LlamaConfig& c_;
-  const LlamaWeights& w_;
+  LlamaWeights w_;  // the model's, with the matrices PackWeights packed pointing at packed_
+  AlignedBytes packed_;
+  int64_t packed_matrices_ = 0;
   const KernelTable& kt_;
   ThreadPool pool_;
   const int num_blocks_;

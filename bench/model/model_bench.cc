@@ -6,10 +6,13 @@
 //
 //   model_bench [--quick] [--shapes 110m,1b] [--types q8_0,q4_0,f16] [--threads 1,2]
 //               [--batches 1,4,16] [--decode-tokens N] [--prompt-tokens N] [--dir DIR] [--keep]
-//               [--isa NAME] [--no-tiny] [--adaptive] [--json FILE]
+//               [--isa NAME] [--no-tiny] [--adaptive] [--no-pack] [--json FILE]
 //
 // Models are written to --dir, by default a new directory in /dev/shm when it has 6 GiB free
 // (else /tmp), and each is deleted once measured unless --keep.
+//
+// --no-pack runs the children with FLOTILLA_PACK_WEIGHTS=0 (quantized weights read as stored in
+// the file instead of the kernels' packed layout), to compare the two.
 //
 // Children run with FLOTILLA_ADAPTIVE_THREADS=0 (the executor's fall-back to one thread on an
 // oversubscribed host is off, so a 2-thread figure is a 2-thread figure) unless --adaptive.
@@ -176,6 +179,7 @@ struct Result {
 };
 
 bool g_adaptive = false;
+bool g_pack = true;
 
 Result Spawn(const std::string& self, const ChildArgs& a) {
   std::vector<std::string> args = {self,      "--child",   "--model",    a.model,   "--what",
@@ -192,6 +196,7 @@ Result Spawn(const std::string& self, const ChildArgs& a) {
   const pid_t pid = fork();
   if (pid == 0) {
     if (!g_adaptive) setenv("FLOTILLA_ADAPTIVE_THREADS", "0", 1);
+    if (!g_pack) setenv("FLOTILLA_PACK_WEIGHTS", "0", 1);
     dup2(fds[1], 1);
     close(fds[0]);
     close(fds[1]);
@@ -276,8 +281,9 @@ int RunParent(const Options& o, const std::string& self) {
   std::printf("- date: %s\n", Run("date -u '+%Y-%m-%d %H:%M UTC'").c_str());
   std::printf("- cpu: %s; %u logical CPUs; features: %s\n", Run("lscpu | sed -n 's/^Model name: *//p'").c_str(),
               std::thread::hardware_concurrency(), kernels::cpu::GetCpuFeatures().ToString().c_str());
-  std::printf("- kernels: %s; adaptive thread fall-back %s\n", o.isa.empty() ? kernels::cpu::BestKernels().isa : o.isa.c_str(),
-              g_adaptive ? "on" : "off");
+  std::printf("- kernels: %s; adaptive thread fall-back %s; weight packing %s\n",
+              o.isa.empty() ? kernels::cpu::BestKernels().isa : o.isa.c_str(), g_adaptive ? "on" : "off",
+              g_pack ? "on (where the kernels have a packed layout)" : "off (--no-pack)");
   std::printf("- model dir: %s\n", dir.c_str());
   std::printf("- load before: %s\n", Run("cut -d' ' -f1-3 /proc/loadavg").c_str());
   std::fflush(stdout);
@@ -471,6 +477,7 @@ int main(int argc, char** argv) {
     else if (a == "--keep") o.keep = true;
     else if (a == "--no-tiny") o.tiny = false;
     else if (a == "--adaptive") g_adaptive = true;
+    else if (a == "--no-pack") g_pack = false;
     else if (a == "--json") o.json = value(i);
     else if (a == "--quick") {
       o.shapes = {"110m"};

@@ -17,6 +17,7 @@
 // so results do not depend on batch composition or on how rows were split between threads.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -260,6 +261,20 @@ FLOTILLA_INLINE __m512 OctScalesFull(const uint8_t* p) {
   return _mm512_cvtph_ps(_mm512_castsi512_si256(h));
 }
 
+// Packed weights keep an oct's eight f16 scales in qword-position order (position p holds block
+// kOctPos[p]), so spreading them over their lane pairs is one convert and one permute.
+FLOTILLA_INLINE __m512 PackedScales(const uint8_t* s) {
+  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  return _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(d));
+}
+FLOTILLA_INLINE void StorePackedScales(__m512 d, uint8_t* s) {
+  const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256 e = _mm512_castps512_ps256(_mm512_permutexvar_ps(evens, d));
+  // The scales came from f16, so the conversion back is exact.
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(s), _mm256_cvtps_ph(e, _MM_FROUND_TO_NEAREST_INT));
+}
+
 // Q8_0: values offset by 128 to unsigned bytes.
 struct Q8W {
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
@@ -291,6 +306,15 @@ struct Q8W {
       d = OctScalesFull<kBlockBytes>(p);
     }
   }
+  // Packed form (PackRows): the four vectors as Load makes them, stored as they are.
+  static constexpr int kPackedBytes = 256;
+  static FLOTILLA_INLINE void LoadPacked(const uint8_t* q, const uint8_t* s, __m512i (&w)[4], __m512& d) {
+    for (int j = 0; j < 4; ++j) w[j] = _mm512_load_si512(q + 64 * j);
+    d = PackedScales(s);
+  }
+  static FLOTILLA_INLINE void StorePacked(const __m512i (&w)[4], uint8_t* q) {
+    for (int j = 0; j < 4; ++j) _mm512_store_si512(q + 64 * j, w[j]);
+  }
 };
 
 // Q4_0: the nibbles are the values offset by 8; low nibbles are elements 0..15.
@@ -315,33 +339,100 @@ struct Q4W {
     // Qword p of v0 (v1): bytes 0..7 (8..15) of block kOctPos[p]; low nibbles are elements
     // 0..7 (8..15), high nibbles 16..23 (24..31).
     const __m512i v0 = _mm512_unpacklo_epi64(ya, yb), v1 = _mm512_unpackhi_epi64(ya, yb);
-    const __m512i m = _mm512_set1_epi8(0x0f);
-    w[0] = _mm512_and_si512(v0, m);
-    w[1] = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m);
-    w[2] = _mm512_and_si512(v1, m);
-    w[3] = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m);
+    Split(v0, v1, w);
     if constexpr (kTail) {
       d = OctScales(p, kBlockBytes, blocks);
     } else {
       d = OctScalesFull<kBlockBytes>(p);
     }
   }
+  static FLOTILLA_INLINE void Split(__m512i v0, __m512i v1, __m512i (&w)[4]) {
+    const __m512i m = _mm512_set1_epi8(0x0f);
+    w[0] = _mm512_and_si512(v0, m);
+    w[1] = _mm512_and_si512(_mm512_srli_epi16(v0, 4), m);
+    w[2] = _mm512_and_si512(v1, m);
+    w[3] = _mm512_and_si512(_mm512_srli_epi16(v1, 4), m);
+  }
+  // Packed form (PackRows): v0 and v1 above, nibbles still paired (half the bytes of four
+  // vectors, and splitting them is two ANDs and two shifts).
+  static constexpr int kPackedBytes = 128;
+  static FLOTILLA_INLINE void LoadPacked(const uint8_t* q, const uint8_t* s, __m512i (&w)[4], __m512& d) {
+    Split(_mm512_load_si512(q), _mm512_load_si512(q + 64), w);
+    d = PackedScales(s);
+  }
+  static FLOTILLA_INLINE void StorePacked(const __m512i (&w)[4], uint8_t* q) {
+    // Values are 0..15, so the 16-bit shift moves no bit across a byte.
+    _mm512_store_si512(q, _mm512_or_si512(w[0], _mm512_slli_epi16(w[1], 4)));
+    _mm512_store_si512(q + 64, _mm512_or_si512(w[2], _mm512_slli_epi16(w[3], 4)));
+  }
 };
 
-// One oct for R rows x T tokens. pf: bytes ahead of each row's oct to prefetch (0: none).
-// kTail: the last step of the rows, holding `blocks` < 8 blocks.
-template <class W, int R, int T, bool kTail = false>
-FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const uint8_t* const* xp, int64_t pf, __m512 (&acc)[R][T],
-                               int blocks = 8) {
+// Software prefetch distance ahead of each weight row pointer. Decode reads one row at a time,
+// so the rows of a thread's range form one contiguous stream; 4 KiB ahead measured best on the
+// 2-core Zen 5 host (2-8 KiB within noise; none was 20 % slower), together with the hardware
+// prefetcher. Prefetching past the matrix is harmless.
+constexpr int64_t kPrefetchBytes = 4096;
+
+// Where a tile reads one weight row, oct by oct. InPlace: ggml's blocks as stored (the last
+// step may hold 1..7 blocks). Packed: PackRows' form, whole octs only.
+template <class W>
+struct InPlace {
+  static int64_t Steps(int64_t K) { return K / kQK / 8; }
+  static int Rem(int64_t K) { return static_cast<int>(K / kQK % 8); }
+  struct Row {
+    const uint8_t* p;
+    Row() = default;
+    Row(const MatMulArgs& a, int64_t n) : p(static_cast<const uint8_t*>(a.w) + n * a.w_row_bytes) {}
+    template <bool kTail>
+    FLOTILLA_INLINE void Load(int blocks, __m512i (&w)[4], __m512& d) {
+      if constexpr (!kTail) {
+        for (int o = 0; o < W::kStepBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes + o, _MM_HINT_T0);
+      }
+      W::template Load<kTail>(p, blocks, w, d);
+    }
+    FLOTILLA_INLINE void Next() { p += W::kStepBytes; }
+  };
+};
+
+// A packed row: every oct's quantized values (W::kPackedBytes each, 64-byte aligned), then every
+// oct's eight f16 scales (16 bytes each), padded to a multiple of 64 bytes. A last oct of fewer
+// than 8 blocks is padded with zero-valued blocks of scale 0, which add exact zeros as the
+// in-place tail does, so the sums are bitwise those of the in-place kernel.
+template <class W>
+struct Packed {
+  static int64_t Steps(int64_t K) { return OctActFormat::Octs(K); }
+  static int Rem(int64_t) { return 0; }
+  static int64_t RowBytes(int64_t K) { return (Steps(K) * (W::kPackedBytes + 16) + 63) / 64 * 64; }
+  struct Row {
+    const uint8_t* q;
+    const uint8_t* s;
+    Row() = default;
+    // Prefetches the row's bytes kPrefetchBytes ahead, all of them once (its scales sit apart
+    // from its values, where prefetches riding along the value loads would skip them). Measured
+    // on 1B decode at 2 threads: no software prefetch 6-12 % slower, 8 KiB ahead 0-5 % slower.
+    Row(const MatMulArgs& a, int64_t n)
+        : q(static_cast<const uint8_t*>(a.w) + n * a.w_row_bytes), s(q + Steps(a.K) * W::kPackedBytes) {
+      const char* ahead = reinterpret_cast<const char*>(q) + kPrefetchBytes;
+      for (int64_t o = 0; o < a.w_row_bytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
+    }
+    template <bool kTail>
+    FLOTILLA_INLINE void Load(int, __m512i (&w)[4], __m512& d) {
+      W::LoadPacked(q, s, w, d);
+    }
+    FLOTILLA_INLINE void Next() {
+      q += W::kPackedBytes;
+      s += 16;
+    }
+  };
+};
+
+// One oct for R rows x T tokens. kTail: the in-place last step, holding `blocks` < 8 blocks.
+template <class W, class Row, int R, int T, bool kTail = false>
+FLOTILLA_INLINE void QuantStep(Row (&rows)[R], const uint8_t* const* xp, __m512 (&acc)[R][T], int blocks = 8) {
   __m512i w[R][4];
   __m512 dw[R];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    if (pf) {
-      for (int o = 0; o < W::kStepBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + pf + o, _MM_HINT_T0);
-    }
-    W::template Load<kTail>(wp[r], blocks, w[r], dw[r]);
-  }
+  for (int r = 0; r < R; ++r) rows[r].template Load<kTail>(blocks, w[r], dw[r]);
 #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) {
     const uint8_t* x = xp[t];
@@ -364,72 +455,66 @@ FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const uint8_t* const* x
   }
 }
 
-// Software prefetch distance ahead of each weight row pointer. Decode reads one row at a time,
-// so the rows of a thread's range form one contiguous stream; 4 KiB ahead measured best on the
-// 2-core Zen 5 host (2-8 KiB within noise; none was 20 % slower), together with the hardware
-// prefetcher. Prefetching past the matrix is harmless.
-constexpr int64_t kPrefetchBytes = 4096;
-
 // The accumulators of rows n..n+R-1 x tokens m..m+T-1 over all of K.
-template <class W, int R, int T>
+template <class W, class L, int R, int T>
 FLOTILLA_INLINE void QuantTileAcc(const MatMulArgs& a, int64_t n, int64_t m, __m512 (&acc)[R][T]) {
-  const int64_t nb = a.K / kQK;
-  const int64_t steps = nb / 8;
-  const int rem = static_cast<int>(nb % 8);
-  const uint8_t* wp[R];
-  for (int r = 0; r < R; ++r) wp[r] = static_cast<const uint8_t*>(a.w) + (n + r) * a.w_row_bytes;
+  using Row = typename L::Row;
+  const int64_t steps = L::Steps(a.K);
+  const int rem = L::Rem(a.K);
+  Row rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = Row(a, n + r);
   const uint8_t* xp[T];
   for (int t = 0; t < T; ++t) xp[t] = static_cast<const uint8_t*>(a.x) + (m + t) * a.x_row_bytes;
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   for (int64_t q = 0; q < steps; ++q) {
-    QuantStep<W, R, T>(wp, xp, kPrefetchBytes, acc);
-    for (int r = 0; r < R; ++r) wp[r] += W::kStepBytes;
+    QuantStep<W, Row, R, T>(rows, xp, acc);
+    for (int r = 0; r < R; ++r) rows[r].Next();
     for (int t = 0; t < T; ++t) xp[t] += OctActFormat::kOctBytes;
   }
   // The last 1..7 blocks (the activation's padding blocks are zero).
-  if (rem) QuantStep<W, R, T, true>(wp, xp, 0, acc, rem);
+  if (rem) QuantStep<W, Row, R, T, true>(rows, xp, acc, rem);
 }
 
-template <class W, int R, int T>
+template <class W, class L, int R, int T>
 void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
   __m512 acc[R][T];
-  QuantTileAcc<W, R, T>(a, n, m, acc);
+  QuantTileAcc<W, L, R, T>(a, n, m, acc);
   StoreTileSums<R, T>(acc, a.y, a.ldy, n, m);
 }
 
 // One token: rows one after another (one sequential stream), their sums taken sixteen rows at a
 // time by one Reduce16 (a horizontal sum per row was ~12 % of a Q4_0 row of K = 2048).
-template <class W>
+template <class W, class L>
 void QuantRowsOneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
   int64_t n = n0;
   for (; n + 16 <= n1; n += 16) {
     __m512 v[16];
     for (int i = 0; i < 16; ++i) {
       __m512 acc[1][1];
-      QuantTileAcc<W, 1, 1>(a, n + i, 0, acc);
+      QuantTileAcc<W, L, 1, 1>(a, n + i, 0, acc);
       v[i] = acc[0][0];
     }
     _mm512_storeu_ps(a.y + n, Reduce16(v));
   }
-  for (; n < n1; ++n) QuantTile<W, 1, 1>(a, n, 0);
+  for (; n < n1; ++n) QuantTile<W, L, 1, 1>(a, n, 0);
 }
 
 // Rows n.. n+R-1 for all tokens: tiles of kT tokens, then one tile of the 1..kT-1 left.
-template <class W, int R, int kT>
+template <class W, class L, int R, int kT>
 FLOTILLA_INLINE void QuantRows(const MatMulArgs& a, int64_t n) {
   int64_t m = 0;
-  for (; m + kT <= a.M; m += kT) QuantTile<W, R, kT>(a, n, m);
+  for (; m + kT <= a.M; m += kT) QuantTile<W, L, R, kT>(a, n, m);
   if constexpr (kT > 4) {
     if (m + 4 <= a.M) {
-      QuantTile<W, R, 4>(a, n, m);
+      QuantTile<W, L, R, 4>(a, n, m);
       m += 4;
     }
   }
   switch (a.M - m) {
-    case 3: QuantTile<W, R, 3>(a, n, m); break;
-    case 2: QuantTile<W, R, 2>(a, n, m); break;
-    case 1: QuantTile<W, R, 1>(a, n, m); break;
+    case 3: QuantTile<W, L, R, 3>(a, n, m); break;
+    case 2: QuantTile<W, L, R, 2>(a, n, m); break;
+    case 1: QuantTile<W, L, R, 1>(a, n, m); break;
     default: break;
   }
 }
@@ -440,14 +525,66 @@ FLOTILLA_INLINE void QuantRows(const MatMulArgs& a, int64_t n) {
 // registers; activations read from L1). Keeping a row pair's decoded weights for the second
 // token tile of a batch of 16 (instead of decoding them again from L1) measured 3-5 % slower in
 // a whole 110M step, though faster with everything cache-resident.
-template <class W>
+template <class W, class L>
 void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  if (a.M == 1) return QuantRowsOneToken<W>(a, n0, n1);
+  if (a.M == 1) return QuantRowsOneToken<W, L>(a, n0, n1);
   int64_t n = n0;
   if (a.M >= 4) {
-    for (; n + 2 <= n1; n += 2) QuantRows<W, 2, 8>(a, n);
+    for (; n + 2 <= n1; n += 2) QuantRows<W, L, 2, 8>(a, n);
   }
-  for (; n < n1; ++n) QuantRows<W, 1, 8>(a, n);
+  for (; n < n1; ++n) QuantRows<W, L, 1, 8>(a, n);
+}
+
+// ---- packing -----------------------------------------------------------------------------------
+//
+// Weights packed once at load time (Packed above) turn a row oct's decode into aligned loads:
+// for Q8_0 about 30 instructions (unaligned loads, inserts, qword unpacks, lane shuffles, the
+// offset flip and the scale permutes) become five loads, a convert and a permute. Same size as
+// ggml's rows but for the padding to whole octs and 64 bytes.
+
+// 0 (not packed) where padding to whole octs would grow the row by more than 1/16: short rows
+// (K = 64: 68 bytes in place, 320 packed) are cheap in place and would cost memory.
+int64_t PackedRowBytes(DType w, int64_t K) {
+  int64_t packed = 0, in_place = 0;
+  if (w == DType::kQ8_0) {
+    packed = Packed<Q8W>::RowBytes(K);
+    in_place = K / kQK * Q8W::kBlockBytes;
+  } else if (w == DType::kQ4_0) {
+    packed = Packed<Q4W>::RowBytes(K);
+    in_place = K / kQK * Q4W::kBlockBytes;
+  }
+  return K % kQK == 0 && packed * 16 <= in_place * 17 ? packed : 0;
+}
+
+template <class W>
+void PackRowsOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
+  const int64_t octs = Packed<W>::Steps(K), row_bytes = Packed<W>::RowBytes(K);
+  const int64_t nb = K / kQK;
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* p = src + r * src_row_bytes;
+    uint8_t* q = dst + r * row_bytes;
+    uint8_t* s = q + octs * W::kPackedBytes;
+    std::memset(s, 0, static_cast<size_t>(row_bytes - octs * W::kPackedBytes));
+    for (int64_t o = 0; o < octs; ++o) {
+      __m512i w[4];
+      __m512 d;
+      const int blocks = static_cast<int>(std::min<int64_t>(8, nb - 8 * o));
+      if (blocks == 8) {
+        W::template Load<false>(p + o * W::kStepBytes, 8, w, d);
+      } else {
+        W::template Load<true>(p + o * W::kStepBytes, blocks, w, d);
+      }
+      W::StorePacked(w, q + o * W::kPackedBytes);
+      StorePackedScales(d, s + 16 * o);
+    }
+  }
+}
+
+void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int64_t K, void* dst) {
+  const auto* in = static_cast<const uint8_t*>(src);
+  auto* out = static_cast<uint8_t*>(dst);
+  if (w == DType::kQ8_0) PackRowsOf<Q8W>(in, src_row_bytes, rows, K, out);
+  if (w == DType::kQ4_0) PackRowsOf<Q4W>(in, src_row_bytes, rows, K, out);
 }
 
 // ---- float weights (F32, F16, BF16) against f32 activations ------------------------------------
@@ -645,8 +782,12 @@ KernelTable MakeTable() {
   t.matmul[static_cast<int>(DType::kF32)] = MatMulFloat<F32W>;
   t.matmul[static_cast<int>(DType::kF16)] = MatMulFloat<F16W>;
   t.matmul[static_cast<int>(DType::kBF16)] = MatMulFloat<BF16W>;
-  t.matmul[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W>;
-  t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W>;
+  t.matmul[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W, InPlace<Q8W>>;
+  t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, InPlace<Q4W>>;
+  t.packed_row_bytes = PackedRowBytes;
+  t.pack_rows = PackRows;
+  t.matmul_packed[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W, Packed<Q8W>>;
+  t.matmul_packed[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, Packed<Q4W>>;
   t.act_row_bytes = ActRowBytes;
   t.quantize_act = QuantizeAct;
   t.act_to_q8_0 = ActToQ8;

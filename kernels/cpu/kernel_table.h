@@ -87,6 +87,17 @@ struct KernelTable {
   AttentionGroupFn attention_group;
   // f32 -> IEEE half, round to nearest even (bit-exact across variants): storing K/V in an f16 cache.
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
+
+  // Optional (nullptr where the variant reads every weight as stored): a row layout of the
+  // variant's own for some block-quantized types, made once when a model is loaded, that
+  // matmul_packed[w] reads with aligned loads instead of regrouping ggml's blocks on every step.
+  // Its results equal matmul[w]'s on the original rows bit for bit.
+  // Bytes of one packed row of K elements; 0: type w is not packed.
+  int64_t (*packed_row_bytes)(DType w, int64_t K);
+  // Packs `rows` ggml rows (src_row_bytes apart) into dst, packed_row_bytes(w, K) apart. dst
+  // must be 64-byte aligned.
+  void (*pack_rows)(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int64_t K, void* dst);
+  MatMulFn matmul_packed[32];
 };
 
 // The form activations must take for a weight type: F32 or Q8_0.

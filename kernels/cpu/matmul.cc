@@ -39,7 +39,7 @@ void MatMul(const KernelTable& kt, ThreadPool& pool, const WeightMatrix& w, cons
             float* y, int64_t ldy, void* scratch) {
   const bool quant = IsBlockQuantized(w.type);
   const MatMulArgs a = MakeMatMulArgs(kt, w, quant ? scratch : x, w.cols, M, y, ldy);
-  const MatMulFn fn = kt.matmul[static_cast<int>(w.type)];
+  const MatMulFn fn = MatMulFor(kt, w);
   if (w.rows * w.cols * M < kMinParallelWork || pool.size() == 1) {
     QuantizeActivations(kt, w.type, x, w.cols, w.cols, 0, M, scratch);
     fn(a, 0, w.rows);

@@ -15,14 +15,28 @@
 
 namespace flotilla::kernels::cpu {
 
-// A row-major weight matrix [rows = outputs][cols = inputs], rows stored back to back.
+// A row-major weight matrix [rows = outputs][cols = inputs], rows stored back to back: as in
+// the model file, or, when `packed`, in the form a kernel table's pack_rows made (row_bytes is
+// then that table's packed_row_bytes, and only that table may read it).
 struct WeightMatrix {
   DType type = DType::kF32;
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
   int64_t row_bytes = 0;
+  bool packed = false;
 };
+
+// The matmul kernel of kt for w (its packed kernel when w is packed).
+inline MatMulFn MatMulFor(const KernelTable& kt, const WeightMatrix& w) {
+  return (w.packed ? kt.matmul_packed : kt.matmul)[static_cast<int>(w.type)];
+}
+
+// Whether kt packs weights of w's type (and w is not packed yet).
+inline bool CanPack(const KernelTable& kt, const WeightMatrix& w) {
+  return !w.packed && kt.pack_rows != nullptr && kt.packed_row_bytes(w.type, w.cols) > 0 &&
+         kt.matmul_packed[static_cast<int>(w.type)] != nullptr;
+}
 
 // Scratch bytes MatMul needs to hold M activation rows of K elements for weights of type w.
 int64_t MatMulScratchBytes(const KernelTable& kt, DType w, int64_t M, int64_t K);

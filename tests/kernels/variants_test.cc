@@ -150,6 +150,49 @@ TEST_P(VariantTest, MatMulResultsIndependentOfBatchAndRowSplit) {
   }
 }
 
+// Packed weights (variants with a packed layout): the packed kernel's results equal the in-place
+// kernel's bit for bit, over tile remainders, inner sizes with a partial last oct, one-token
+// row groups and row splits; packing writes exactly its rows; short rows are not packed.
+TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResultsExactly) {
+  if (fast_->pack_rows == nullptr) GTEST_SKIP() << GetParam() << " has no packed layout";
+  uint64_t seed = 3000;
+  for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
+    EXPECT_EQ(fast_->packed_row_bytes(type, 64), 0) << "a 2-block row would more than quadruple";
+    int packed_shapes = 0;
+    // 31 and 70 blocks leave a partial last oct; 768 and 2048 are the 110M and 1B widths.
+    for (int64_t K : {256, 512, 768, 32 * 31, 2048, 32 * 70}) {
+      const int64_t prb = fast_->packed_row_bytes(type, K);
+      if (prb == 0) continue;  // padding would cost more than 1/16 of the row
+      ++packed_shapes;
+      EXPECT_EQ(prb % 64, 0);
+      EXPECT_LE(prb * 16, RowBytes(type, K) * 17) << "padding stays within 1/16 of the row";
+      for (int64_t rows : {1, 3, 18, 37}) {
+        const auto w = RandomWeights(type, rows, K, seed++);
+        // Guard bytes after the packed rows must stay untouched.
+        std::vector<uint8_t> buf(rows * prb + 64 + 128, 0xA5);
+        auto* packed = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) / 64 * 64);
+        fast_->pack_rows(type, w.data(), RowBytes(type, K), rows, K, packed);
+        for (int i = 0; i < 64; ++i) ASSERT_EQ(packed[rows * prb + i], 0xA5) << "pack_rows wrote past its rows";
+        const WeightMatrix in_place{type, w.data(), rows, K, RowBytes(type, K)};
+        const WeightMatrix pw{type, packed, rows, K, prb, true};
+        for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 16, 23}) {
+          const auto x = RandomVector(M * K, seed++);
+          std::vector<char> act(MatMulScratchBytes(*fast_, type, M, K) + 64);
+          QuantizeActivations(*fast_, type, x.data(), K, K, 0, M, act.data());
+          std::vector<float> want(rows * M, -1.0f), got(rows * M, -2.0f), split(rows * M, -3.0f);
+          MatMulFor(*fast_, in_place)(MakeMatMulArgs(*fast_, in_place, act.data(), K, M, want.data(), rows), 0, rows);
+          MatMulFor(*fast_, pw)(MakeMatMulArgs(*fast_, pw, act.data(), K, M, got.data(), rows), 0, rows);
+          const MatMulArgs sa = MakeMatMulArgs(*fast_, pw, act.data(), K, M, split.data(), rows);
+          for (int64_t r0 = 0; r0 < rows; r0 += 7) MatMulFor(*fast_, pw)(sa, r0, std::min(rows, r0 + 7));
+          ASSERT_EQ(got, want) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M;
+          ASSERT_EQ(split, want) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M << ": split";
+        }
+      }
+    }
+    EXPECT_GE(packed_shapes, 3) << Info(type).name;
+  }
+}
+
 // The variant's activation rows hold exactly ggml's Q8_0 blocks (values and f16 scales).
 TEST_P(VariantTest, ActivationFormatHoldsGgmlBlocks) {
   for (DType w : {DType::kQ8_0, DType::kQ4_0}) {

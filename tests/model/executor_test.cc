@@ -6,7 +6,11 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "kernels/cpu/kernel_table.h"
 #include "model/generate.h"
+#include "model/loader.h"
+#include "model/synthetic.h"
+#include "tests/common/temp_dir.h"
 #include "tests/common/test_models.h"
 
 namespace flotilla {
@@ -145,6 +149,71 @@ TEST_P(ExecutorTest, ChunkedPrefillGivesTheSameGreedyOutput) {
   auto chunked = GenerateSingle(**small, tok, prompt, go);
   ASSERT_TRUE(whole.ok() && chunked.ok());
   EXPECT_EQ(whole->tokens, chunked->tokens);
+}
+
+// Packed weights (the kernels' own row layout, made at load): the same logits bit for bit as the
+// weights read in place, for a prompt, a batch of decodes and single-token steps, at 1 and 2
+// threads. A synthetic model wide enough to be packed (stories260K's 64-wide rows are not).
+TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
+  testing::TempDir dir;
+  auto shape = ParseSyntheticShape("768,2,12,4,1024,300");
+  ASSERT_TRUE(shape.ok());
+  for (kernels::DType type : {kernels::DType::kQ8_0, kernels::DType::kQ4_0}) {
+    SynthOptions so;
+    so.type = type;
+    so.seed = 11;
+    const std::string path = dir.File(std::string(kernels::Info(type).name) + ".gguf");
+    ASSERT_TRUE(WriteSyntheticModel(*shape, so, path).ok());
+    auto loaded = LoadModel(path);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    std::shared_ptr<const LoadedModel> model = std::move(*loaded);
+    for (int threads : {1, 2}) {
+      std::vector<std::vector<float>> runs;
+      for (bool pack : {false, true}) {
+        ExecutorOptions o;
+        o.num_kv_blocks = 16;
+        o.block_size = 16;
+        o.max_batch_tokens = 64;
+        o.threads = threads;
+        o.pack_weights = pack;
+        auto ex = MakeCpuExecutor(model, o);
+        ASSERT_TRUE(ex.ok()) << ex.status();
+        const bool packs = kernels::cpu::BestKernels().pack_rows != nullptr;
+        EXPECT_EQ((*ex)->Describe().find("packed weights") != std::string::npos, pack && packs) << (*ex)->Describe();
+        const int V = (*ex)->config().vocab_size;
+        std::vector<float> all;
+        std::vector<std::vector<int32_t>> tables = {{0, 1}, {2, 3}, {4, 5}};
+        // A 20-token prompt for sequence 0, then 3 steps of one token for each of 3 sequences
+        // (sequences 1 and 2 start from scratch), then 2 single-token steps of sequence 0.
+        ForwardBatch b;
+        int32_t si = b.AddSequence(tables[0]);
+        for (int i = 0; i < 20; ++i) b.Add(5 + i, i, si, true);
+        std::vector<float> logits(20 * V);
+        ASSERT_TRUE((*ex)->Forward(b, logits).ok());
+        all.insert(all.end(), logits.begin(), logits.end());
+        for (int step = 0; step < 3; ++step) {
+          b.Clear();
+          for (int k = 0; k < 3; ++k) {
+            si = b.AddSequence(tables[k]);
+            b.Add(7 + k + step, k == 0 ? 20 + step : step, si, true);
+          }
+          logits.assign(3 * V, 0.0f);
+          ASSERT_TRUE((*ex)->Forward(b, logits).ok());
+          all.insert(all.end(), logits.begin(), logits.end());
+        }
+        for (int step = 0; step < 2; ++step) {
+          b.Clear();
+          si = b.AddSequence(tables[0]);
+          b.Add(11 + step, 23 + step, si, true);
+          logits.assign(V, 0.0f);
+          ASSERT_TRUE((*ex)->Forward(b, logits).ok());
+          all.insert(all.end(), logits.begin(), logits.end());
+        }
+        runs.push_back(std::move(all));
+      }
+      EXPECT_EQ(runs[0], runs[1]) << kernels::Info(type).name << " threads=" << threads;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, ExecutorTest,
