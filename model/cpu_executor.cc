@@ -163,14 +163,19 @@ class CpuExecutor final : public Executor {
     char* dst = packed_.data();
     for (WeightMatrix* m : ms) {
       const int64_t rb = kt_.packed_row_bytes(m->type, m->cols);
-      pool_.Run([&](int tid, int nt) {
-        const int64_t r0 = m->rows * tid / nt, r1 = m->rows * (tid + 1) / nt;
-        if (r0 < r1) {
-          kt_.pack_rows(m->type, static_cast<const char*>(m->data) + r0 * m->row_bytes, m->row_bytes, r1 - r0, m->cols,
-                        dst + r0 * rb);
-        }
-      });
-      if (model_->file) model_->file->Release(m->data, static_cast<size_t>(m->rows * m->row_bytes));
+      const auto* src = static_cast<const char*>(m->data);
+      // In chunks of about 4 MiB of the file, each released once packed, so that at no point
+      // both copies of much more than a chunk are resident (the peak stays about one model).
+      const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / m->row_bytes);
+      for (int64_t c0 = 0; c0 < m->rows; c0 += chunk) {
+        const int64_t c1 = std::min(m->rows, c0 + chunk);
+        pool_.Run([&](int tid, int nt) {
+          const int64_t r0 = c0 + (c1 - c0) * tid / nt, r1 = c0 + (c1 - c0) * (tid + 1) / nt;
+          if (r0 < r1) kt_.pack_rows(m->type, src + r0 * m->row_bytes, m->row_bytes, r1 - r0, m->cols, dst + r0 * rb);
+        });
+        // From the matrix start: a page shared with the previous chunk goes once both are done.
+        if (model_->file) model_->file->Release(src, static_cast<size_t>(c1 * m->row_bytes));
+      }
       m->data = dst;
       m->row_bytes = rb;
       m->packed = true;
