@@ -102,14 +102,28 @@ BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->ArgNames({"type", "rows", "K", "M", "th
 
 // The same products on a matrix that stays in L2 (512 x 2048): the kernels' compute throughput,
 // without the memory stream. Args: type, M, threads.
+// Args: type, tokens, threads, packed (0: rows as stored in the file; 1: the variant's packed
+// layout, skipped where it has none for the type).
 void BM_MatMulHot(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const int64_t rows = 512, K = 2048, M = state.range(1);
   const int threads = static_cast<int>(state.range(2));
+  const bool packed = state.range(3) != 0;
   std::vector<uint8_t> w(rows * RowBytes(type, K));
   const std::vector<float> wf = Random(K, 7);
   for (int64_t r = 0; r < rows; ++r) QuantizeRow(type, wf.data(), w.data() + r * RowBytes(type, K), K);
-  const WeightMatrix wm{type, w.data(), rows, K, RowBytes(type, K)};
+  WeightMatrix wm{type, w.data(), rows, K, RowBytes(type, K)};
+  std::unique_ptr<uint8_t, decltype(&std::free)> packed_rows(nullptr, &std::free);
+  if (packed) {
+    if (!CanPack(Kt(), wm)) {
+      state.SkipWithError("no packed layout for this type in this variant");
+      return;
+    }
+    const int64_t prb = Kt().packed_row_bytes(type, K);
+    packed_rows.reset(static_cast<uint8_t*>(std::aligned_alloc(64, rows * prb)));
+    Kt().pack_rows(type, w.data(), wm.row_bytes, rows, K, packed_rows.get());
+    wm = WeightMatrix{type, packed_rows.get(), rows, K, prb, true};
+  }
   ThreadPool pool(threads);
   const std::vector<float> x = Random(M * K, 2);
   std::vector<float> y(rows * M);
@@ -121,11 +135,13 @@ void BM_MatMulHot(benchmark::State& state) {
   const double iters = static_cast<double>(state.iterations());
   state.counters["GB"] = benchmark::Counter(iters * w.size() / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOP"] = benchmark::Counter(iters * 2.0 * rows * K * M / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(Info(type).name) + " " + Kt().isa);
+  state.SetLabel(std::string(Info(type).name) + " " + Kt().isa + (packed ? " packed" : ""));
 }
 BENCHMARK(BM_MatMulHot)
-    ->ArgsProduct({{static_cast<int64_t>(DType::kQ8_0), static_cast<int64_t>(DType::kQ4_0), static_cast<int64_t>(DType::kF16)}, {1, 16}, {1}})
-    ->ArgNames({"type", "M", "threads"})
+    ->ArgsProduct({{static_cast<int64_t>(DType::kQ8_0), static_cast<int64_t>(DType::kQ4_0)}, {1, 4, 16}, {1}, {0, 1}})
+    ->Args({static_cast<int64_t>(DType::kF16), 1, 1, 0})
+    ->Args({static_cast<int64_t>(DType::kF16), 16, 1, 0})
+    ->ArgNames({"type", "M", "threads", "packed"})
     ->UseRealTime();
 
 void BM_QuantizeActivations(benchmark::State& state) {
