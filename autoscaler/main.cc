@@ -23,9 +23,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   absl::Status st = flotilla::autoscaler::RunAutoscalerUntilSignal(*config);
-  if (!st.ok()) {
-    spdlog::error("{}", st.ToString());
-    return 1;
-  }
-  return 0;
+  if (!st.ok()) spdlog::error("{}", st.ToString());
+  flotilla::ExitAfterShutdown(st.ok() ? 0 : 1);
 }

@@ -1,5 +1,8 @@
 #include "common/logging.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -64,6 +67,12 @@ std::string JsonEscape(const std::string& s) {
     }
   }
   return out;
+}
+
+void ExitAfterShutdown(int code) {
+  spdlog::shutdown();  // flushes every logger
+  std::fflush(nullptr);
+  std::_Exit(code);
 }
 
 }  // namespace flotilla

@@ -205,5 +205,6 @@ int main(int argc, char** argv) {
   }
   int rc = WaitForSignal(**gw);
   (*gw)->Shutdown();
-  return rc;
+  gw->reset();  // every gRPC object goes before the process ends
+  flotilla::ExitAfterShutdown(rc);
 }
