@@ -383,6 +383,7 @@ struct InPlace {
     const uint8_t* p;
     Row() = default;
     Row(const MatMulArgs& a, int64_t n) : p(static_cast<const uint8_t*>(a.w) + n * a.w_row_bytes) {}
+    FLOTILLA_INLINE void Prefetch(int64_t) const {}  // Load prefetches step by step
     template <bool kTail>
     FLOTILLA_INLINE void Load(int blocks, __m512i (&w)[4], __m512& d) {
       if constexpr (!kTail) {
@@ -391,6 +392,7 @@ struct InPlace {
       W::template Load<kTail>(p, blocks, w, d);
     }
     FLOTILLA_INLINE void Next() { p += W::kStepBytes; }
+    FLOTILLA_INLINE void Skip(int64_t steps) { p += steps * W::kStepBytes; }
   };
 };
 
@@ -407,13 +409,15 @@ struct Packed {
     const uint8_t* q;
     const uint8_t* s;
     Row() = default;
-    // Prefetches the row's bytes kPrefetchBytes ahead, all of them once (its scales sit apart
-    // from its values, where prefetches riding along the value loads would skip them). Measured
-    // on 1B decode at 2 threads: no software prefetch 6-12 % slower, 8 KiB ahead 0-5 % slower.
     Row(const MatMulArgs& a, int64_t n)
-        : q(static_cast<const uint8_t*>(a.w) + n * a.w_row_bytes), s(q + Steps(a.K) * W::kPackedBytes) {
+        : q(static_cast<const uint8_t*>(a.w) + n * a.w_row_bytes), s(q + Steps(a.K) * W::kPackedBytes) {}
+    // Prefetches `bytes` from the current step on, kPrefetchBytes ahead: a whole row's bytes
+    // once (its scales sit apart from its values, where prefetches riding along the value loads
+    // would skip them), or a chunk's values. Measured on 1B decode at 2 threads: no software
+    // prefetch 6-12 % slower, 8 KiB ahead 0-5 % slower.
+    FLOTILLA_INLINE void Prefetch(int64_t bytes) const {
       const char* ahead = reinterpret_cast<const char*>(q) + kPrefetchBytes;
-      for (int64_t o = 0; o < a.w_row_bytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
+      for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
     }
     template <bool kTail>
     FLOTILLA_INLINE void Load(int, __m512i (&w)[4], __m512& d) {
@@ -422,6 +426,10 @@ struct Packed {
     FLOTILLA_INLINE void Next() {
       q += W::kPackedBytes;
       s += 16;
+    }
+    FLOTILLA_INLINE void Skip(int64_t steps) {
+      q += steps * W::kPackedBytes;
+      s += steps * 16;
     }
   };
 };
@@ -455,25 +463,34 @@ FLOTILLA_INLINE void QuantStep(Row (&rows)[R], const uint8_t* const* xp, __m512 
   }
 }
 
-// The accumulators of rows n..n+R-1 x tokens m..m+T-1 over all of K.
+// Steps [q0, q1) of rows n..n+R-1 x tokens m..m+T-1 added onto acc, and the in-place layout's
+// last 1..7 blocks when `tail` (the activation's padding blocks are zero).
 template <class W, class L, int R, int T>
-FLOTILLA_INLINE void QuantTileAcc(const MatMulArgs& a, int64_t n, int64_t m, __m512 (&acc)[R][T]) {
+FLOTILLA_INLINE void QuantTileSteps(const MatMulArgs& a, int64_t n, int64_t m, int64_t q0, int64_t q1, bool tail,
+                                    __m512 (&acc)[R][T]) {
   using Row = typename L::Row;
-  const int64_t steps = L::Steps(a.K);
-  const int rem = L::Rem(a.K);
   Row rows[R];
-  for (int r = 0; r < R; ++r) rows[r] = Row(a, n + r);
+  for (int r = 0; r < R; ++r) {
+    rows[r] = Row(a, n + r);
+    rows[r].Skip(q0);
+    rows[r].Prefetch(q0 == 0 && q1 == L::Steps(a.K) ? a.w_row_bytes : (q1 - q0) * W::kPackedBytes);
+  }
   const uint8_t* xp[T];
-  for (int t = 0; t < T; ++t) xp[t] = static_cast<const uint8_t*>(a.x) + (m + t) * a.x_row_bytes;
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t q = 0; q < steps; ++q) {
+  for (int t = 0; t < T; ++t) xp[t] = static_cast<const uint8_t*>(a.x) + (m + t) * a.x_row_bytes + q0 * OctActFormat::kOctBytes;
+  for (int64_t q = q0; q < q1; ++q) {
     QuantStep<W, Row, R, T>(rows, xp, acc);
     for (int r = 0; r < R; ++r) rows[r].Next();
     for (int t = 0; t < T; ++t) xp[t] += OctActFormat::kOctBytes;
   }
-  // The last 1..7 blocks (the activation's padding blocks are zero).
-  if (rem) QuantStep<W, Row, R, T, true>(rows, xp, acc, rem);
+  if (tail) QuantStep<W, Row, R, T, true>(rows, xp, acc, L::Rem(a.K));
+}
+
+// The accumulators of rows n..n+R-1 x tokens m..m+T-1 over all of K.
+template <class W, class L, int R, int T>
+FLOTILLA_INLINE void QuantTileAcc(const MatMulArgs& a, int64_t n, int64_t m, __m512 (&acc)[R][T]) {
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  QuantTileSteps<W, L, R, T>(a, n, m, 0, L::Steps(a.K), L::Rem(a.K) > 0, acc);
 }
 
 template <class W, class L, int R, int T>
@@ -498,6 +515,38 @@ void QuantRowsOneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
     _mm512_storeu_ps(a.y + n, Reduce16(v));
   }
   for (; n < n1; ++n) QuantTile<W, L, 1, 1>(a, n, 0);
+}
+
+// Rows of a block too long for one tile's activations to fit L1 (K = 5632: 66 KiB for 8
+// tokens): each tile goes over K in chunks of kChunkSteps steps (24 KiB of its activations), the
+// block's rows one after another within a chunk, their accumulators kept between chunks. Each
+// lane adds its steps in the same order as in one pass, so the sums are bitwise the same.
+template <class W, class L, int R, int kT>
+void QuantBlockInChunks(const MatMulArgs& a, int64_t b0, int64_t b1, int64_t full) {
+  constexpr int64_t kChunkSteps = 8;
+  constexpr int kMaxTiles = 32 / R;  // kRowBlock rows
+  alignas(64) __m512 kept[kMaxTiles][R][kT];
+  const int64_t steps = L::Steps(a.K);
+  const bool tail = L::Rem(a.K) > 0;
+  for (int64_t m = 0; m < full; m += kT) {
+    for (int64_t q0 = 0; q0 < steps || (q0 == 0 && tail); q0 += kChunkSteps) {
+      const int64_t q1 = std::min(steps, q0 + kChunkSteps);
+      const bool last = q1 == steps;
+      for (int64_t n = b0, i = 0; n < b1; n += R, ++i) {
+        __m512 acc[R][kT];
+        for (int r = 0; r < R; ++r)
+          for (int t = 0; t < kT; ++t) acc[r][t] = q0 == 0 ? _mm512_setzero_ps() : kept[i][r][t];
+        QuantTileSteps<W, L, R, kT>(a, n, m, q0, q1, last && tail, acc);
+        if (last) {
+          StoreTileSums<R, kT>(acc, a.y, a.ldy, n, m);
+        } else {
+          for (int r = 0; r < R; ++r)
+            for (int t = 0; t < kT; ++t) kept[i][r][t] = acc[r][t];
+        }
+      }
+      if (last) break;
+    }
+  }
 }
 
 // Rows [n0, n1) (R at a time) for all tokens, in blocks of kRowBlock rows. In a block, the
@@ -531,8 +580,12 @@ FLOTILLA_INLINE void QuantRows(const MatMulArgs& a, int64_t n0, int64_t n1) {
         default: break;
       }
     }
-    for (int64_t m = 0; m < full; m += kT) {
-      for (int64_t n = b0; n < b1; n += R) QuantTile<W, L, R, kT>(a, n, m);
+    if (kT * a.x_row_bytes <= kL1ActBytes) {
+      for (int64_t m = 0; m < full; m += kT) {
+        for (int64_t n = b0; n < b1; n += R) QuantTile<W, L, R, kT>(a, n, m);
+      }
+    } else {
+      QuantBlockInChunks<W, L, R, kT>(a, b0, b1, full);
     }
   }
 }

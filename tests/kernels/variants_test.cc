@@ -150,23 +150,26 @@ TEST_P(VariantTest, MatMulResultsIndependentOfBatchAndRowSplit) {
   }
 }
 
-// Steps whose activations outgrow L1 (AVX-512 then runs each token tile over blocks of rows):
-// against the reference, and bitwise the same as each token alone and under any row split.
+// Steps whose activations outgrow L1 (AVX-512 then runs each token tile over blocks of rows,
+// and with 187 blocks over K in chunks too): against the reference, and bitwise the same as
+// each token alone and under any row split.
 TEST_P(VariantTest, LargeBatchesMatchTheReferenceAndEachTokenAlone) {
   uint64_t seed = 4000;
   for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
-    const int64_t rows = 75, K = 32 * 67;  // 67 blocks: 8 whole octs and 3 blocks
-    const auto w = RandomWeights(type, rows, K, seed++);
-    for (int64_t M : {9, 16, 23}) {
-      const auto x = RandomVector(M * K, seed++);
-      const auto want = DirectMatMul(ref_, type, rows, K, w, x.data(), M, {0, rows});
-      const auto all = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, rows});
-      EXPECT_LT(Nmse(all, want), 1e-10) << Info(type).name << " M=" << M;
-      const auto split = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, 3, 40, 41, 75});
-      EXPECT_EQ(split, all) << Info(type).name << " M=" << M << ": row split changed the result";
-      for (int64_t m = 0; m < M; ++m) {
-        const auto alone = DirectMatMul(*fast_, type, rows, K, w, x.data() + m * K, 1, {0, rows});
-        for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(alone[r], all[m * rows + r]) << Info(type).name << " M=" << M;
+    for (int64_t K : {32 * 67, 32 * 187}) {  // 8 whole octs and 3 blocks; 23 and 3
+      const int64_t rows = 75;
+      const auto w = RandomWeights(type, rows, K, seed++);
+      for (int64_t M : {9, 16, 23}) {
+        const auto x = RandomVector(M * K, seed++);
+        const auto want = DirectMatMul(ref_, type, rows, K, w, x.data(), M, {0, rows});
+        const auto all = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, rows});
+        EXPECT_LT(Nmse(all, want), 1e-10) << Info(type).name << " M=" << M;
+        const auto split = DirectMatMul(*fast_, type, rows, K, w, x.data(), M, {0, 3, 40, 41, 75});
+        EXPECT_EQ(split, all) << Info(type).name << " M=" << M << ": row split changed the result";
+        for (int64_t m = 0; m < M; ++m) {
+          const auto alone = DirectMatMul(*fast_, type, rows, K, w, x.data() + m * K, 1, {0, rows});
+          for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(alone[r], all[m * rows + r]) << Info(type).name << " M=" << M;
+        }
       }
     }
   }
