@@ -161,6 +161,10 @@ class CpuExecutor final : public Executor {
     for (const WeightMatrix* m : ms) total += m->rows * kt_.packed_row_bytes(m->type, m->cols);
     packed_.Resize(total);
     char* dst = packed_.data();
+    if (dst == nullptr) {  // no room for a copy: read the weights in place instead
+      spdlog::warn("CPU executor: cannot allocate {} MB for packed weights; reading them as stored", total >> 20);
+      return;
+    }
     for (WeightMatrix* m : ms) {
       const int64_t rb = kt_.packed_row_bytes(m->type, m->cols);
       const auto* src = static_cast<const char*>(m->data);
