@@ -44,34 +44,45 @@ std::vector<float> Random(size_t n, uint64_t seed) {
   return v;
 }
 
-// Copies of one random matrix, enough of them to exceed the caches.
+// Copies of one random matrix, enough of them to exceed the caches; `packed`: in the kernel
+// table's packed layout (as the CPU executor uses them), when it has one for the type.
 struct ColdWeights {
-  ColdWeights(DType type, int64_t rows, int64_t K) {
-    const int64_t row_bytes = RowBytes(type, K);
+  ColdWeights(DType type, int64_t rows, int64_t K, bool packed = false) {
+    const int64_t file_row_bytes = RowBytes(type, K);
+    std::vector<uint8_t> file(rows * file_row_bytes);
+    std::vector<float> row = Random(K, 1);
+    for (int64_t r = 0; r < rows; ++r) QuantizeRow(type, row.data(), file.data() + r * file_row_bytes, K);
+    matrix = {type, nullptr, rows, K, file_row_bytes};
+    packed = packed && CanPack(Kt(), matrix);
+    const int64_t row_bytes = packed ? Kt().packed_row_bytes(type, K) : file_row_bytes;
     bytes = rows * row_bytes;
     copies = std::max<int64_t>(2, kColdBytes / bytes + 1);
-    data.reset(new uint8_t[copies * bytes]);
-    std::vector<float> row = Random(K, 1);
-    for (int64_t r = 0; r < rows; ++r) QuantizeRow(type, row.data(), data.get() + r * row_bytes, K);
+    data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, copies * bytes)));
+    if (packed) {
+      Kt().pack_rows(type, file.data(), file_row_bytes, rows, K, data.get());
+    } else {
+      std::copy(file.begin(), file.end(), data.get());
+    }
     for (int64_t c = 1; c < copies; ++c) std::copy(data.get(), data.get() + bytes, data.get() + c * bytes);
-    matrix = {type, data.get(), rows, K, row_bytes};
+    matrix = {type, data.get(), rows, K, row_bytes, packed};
   }
   WeightMatrix Next() {
     WeightMatrix m = matrix;
     m.data = data.get() + (i++ % copies) * bytes;
     return m;
   }
-  std::unique_ptr<uint8_t[]> data;
+  std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
   WeightMatrix matrix;
   int64_t bytes = 0, copies = 0, i = 0;
 };
 
-// Args: type, rows, K, M (tokens), threads.
+// Args: type, rows, K, M (tokens), threads, packed (0/1; 1 where the kernels have a packed
+// layout for the type, as the CPU executor uses them).
 void BM_MatMul(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const int64_t rows = state.range(1), K = state.range(2), M = state.range(3);
   const int threads = static_cast<int>(state.range(4));
-  ColdWeights w(type, rows, K);
+  ColdWeights w(type, rows, K, state.range(5) != 0);
   ThreadPool pool(threads);
   const std::vector<float> x = Random(M * K, 2);
   std::vector<float> y(rows * M);
@@ -83,22 +94,27 @@ void BM_MatMul(benchmark::State& state) {
   const double iters = static_cast<double>(state.iterations());
   state.counters["GB"] = benchmark::Counter(iters * w.bytes / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOP"] = benchmark::Counter(iters * 2.0 * rows * K * M / 1e9, benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(Info(type).name) + " " + Kt().isa);
+  state.SetLabel(std::string(Info(type).name) + " " + Kt().isa + (w.matrix.packed ? " packed" : ""));
 }
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16}) {
-    // Decode: the 1B shape's matrices (attention output, FFN gate/up, FFN down), one token.
+    const bool quant = IsBlockQuantized(t);
+    // Decode: the 1B shape's matrices (attention output, FFN gate/up, FFN down), one token;
+    // quantized weights both as stored and packed.
     for (auto [rows, K] : {std::pair<int64_t, int64_t>{2048, 2048}, {5632, 2048}, {2048, 5632}}) {
-      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), rows, K, 1, threads});
+      for (int threads : {1, 2}) {
+        b->Args({static_cast<int64_t>(t), rows, K, 1, threads, 0});
+        if (quant) b->Args({static_cast<int64_t>(t), rows, K, 1, threads, 1});
+      }
     }
-    // Batches and a prompt chunk on the gate/up shape.
+    // Batches and a prompt chunk on the gate/up shape (packed where the executor packs).
     for (int64_t M : {4, 16, 128}) {
-      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), 5632, 2048, M, threads});
+      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), 5632, 2048, M, threads, quant ? 1 : 0});
     }
   }
 }
-BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->ArgNames({"type", "rows", "K", "M", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->ArgNames({"type", "rows", "K", "M", "threads", "packed"})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // The same products on a matrix that stays in L2 (512 x 2048): the kernels' compute throughput,
 // without the memory stream. Args: type, M, threads.
