@@ -325,7 +325,8 @@ void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   int64_t k = 0;
-  const int64_t pf = kPrefetchBytes;
+  // Rows shorter than twice the distance: ask for the next tile's rows (see avx512_kernels.cc).
+  const int64_t pf = a.w_row_bytes < 2 * kPrefetchBytes ? R * a.w_row_bytes : kPrefetchBytes;
   for (; k + 8 <= a.K; k += 8) {
     __m256 wv[R];
 #pragma GCC unroll 8

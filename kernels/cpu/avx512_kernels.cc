@@ -697,7 +697,10 @@ void FloatTile(const MatMulArgs& a, int64_t n, int64_t m) {
   __m512 acc[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  const int64_t pf = kPrefetchBytes;
+  // The R rows are R streams side by side: with rows shorter than twice the distance, a
+  // prefetch kPrefetchBytes ahead lands in a row this tile is already reading, so it asks for
+  // the same place of the next tile's rows instead.
+  const int64_t pf = a.w_row_bytes < 2 * kPrefetchBytes ? R * a.w_row_bytes : kPrefetchBytes;
   int64_t k = 0;
   for (; k + 16 <= a.K; k += 16) {
     __m512 wv[R];
