@@ -2,10 +2,14 @@
 // the CPU reports all three. Everything is in an anonymous namespace so no inline function
 // compiled here can stand in for a baseline copy elsewhere.
 //
-// Quantized weights meet Q8_0 activations in SplitActFormat<2>: two blocks per step, the low
-// halves (elements 0..15) of both blocks in one 32-byte vector, the high halves in another, so
-// that 32-bit lanes 0..3 of a dot product belong to the first block and lanes 4..7 to the
-// second. Weights are read in place from the ggml layout (no second copy):
+// Quantized weights meet Q8_0 activations in SplitActFormat<4>: four blocks per step, taken as
+// two pairs; per pair, the low halves (elements 0..15) of both blocks in one 32-byte vector, the
+// high halves in another, so that 32-bit lanes 0..3 of a pair's dot product belong to its first
+// block and lanes 4..7 to its second. One horizontal add of the two pairs' products leaves two
+// lanes per block ([b0 b0 b2 b2 | b1 b1 b3 b3]), so one convert, one scale product and one FMA
+// serve four blocks (they served two). Measured against two-block steps, everything in cache:
+// one-token products +8 %, 8-token tiles +1 % (those are bound by vpmaddubsw / vpmaddwd).
+// Weights are read in place from the ggml layout (no second copy):
 //  - Q8_0: the two blocks' halves are regrouped with one permute each; products use the sign
 //    trick (|w| unsigned times sign(w)*x signed, vpmaddubsw), widened per half with vpmaddwd.
 //  - Q4_0: the nibbles are unsigned bytes 0..15 already in split order; vpmaddubsw(nibbles, x)
@@ -30,7 +34,7 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-using Fmt = SplitActFormat<2>;
+using Fmt = SplitActFormat<4>;
 
 FLOTILLA_INLINE float Hsum(__m256 v) {
   __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -140,19 +144,24 @@ void ActToQ8(DType, const void* act, void* out, int64_t K) {
 
 // ---- quantized weights -------------------------------------------------------------------------
 
-// The f16 scales of two blocks `stride` bytes apart, spread to [d0 x4, d1 x4].
-FLOTILLA_INLINE __m256 Scales2(const uint8_t* p, int stride) {
-  uint16_t h0, h1;
-  std::memcpy(&h0, p, 2);
-  std::memcpy(&h1, p + stride, 2);
-  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(h0 | static_cast<uint32_t>(h1) << 16)));
-  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+// Lane order of a step's combined dot product: blocks 0, 0, 2, 2, 1, 1, 3, 3.
+FLOTILLA_INLINE __m256 SpreadStep(__m128 d) {
+  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 2, 2, 1, 1, 3, 3));
 }
 
-FLOTILLA_INLINE __m256 Spread2(const float* d) {
-  const __m128 f = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(d)));
-  return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(f), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+// The f16 scales of four blocks `stride` bytes apart, spread in step lane order.
+FLOTILLA_INLINE __m256 Scales4(const uint8_t* p, int stride) {
+  uint16_t h[4];
+  for (int i = 0; i < 4; ++i) std::memcpy(&h[i], p + i * stride, 2);
+  uint64_t packed;
+  std::memcpy(&packed, h, 8);
+  return SpreadStep(_mm_cvtph_ps(_mm_cvtsi64_si128(static_cast<int64_t>(packed))));
 }
+
+FLOTILLA_INLINE __m256 Spread4(const float* d) { return SpreadStep(_mm_loadu_ps(d)); }
+
+// Two pairs' dot products ([b0 x4, b1 x4] and [b2 x4, b3 x4]) to step lane order.
+FLOTILLA_INLINE __m256i CombinePairs(__m256i a, __m256i b) { return _mm256_hadd_epi32(a, b); }
 
 struct Q8W {
   static constexpr int kBlockBytes = sizeof(BlockQ8_0);
@@ -205,37 +214,43 @@ struct Q4W {
 // a thread's rows form one contiguous stream (see avx512_kernels.cc).
 constexpr int64_t kPrefetchBytes = 4096;
 
-// pf: bytes ahead of each row's step to prefetch (0: none).
+// One step of four blocks (two pairs) for R rows x T tokens. pf: bytes ahead of each row's
+// step to prefetch (0: none).
 template <class W, int R, int T>
 FLOTILLA_INLINE void QuantStep(const uint8_t* const* wp, const int8_t* const* xq, const float* const* xd, int64_t s,
                                int64_t pf, __m256 (&acc)[R][T]) {
-  typename W::Row w[R];
+  typename W::Row wa[R], wb[R];
   __m256 dw[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     if (pf) {
-      for (int o = 0; o < 2 * W::kBlockBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + pf + o, _MM_HINT_T0);
+      for (int o = 0; o < 4 * W::kBlockBytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(wp[r]) + pf + o, _MM_HINT_T0);
     }
-    w[r] = W::Load(wp[r]);
-    dw[r] = Scales2(wp[r], W::kBlockBytes);
+    wa[r] = W::Load(wp[r]);
+    wb[r] = W::Load(wp[r] + 2 * W::kBlockBytes);
+    dw[r] = Scales4(wp[r], W::kBlockBytes);
   }
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
-    const auto x = W::Prepare(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + s * 64)),
-                              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + s * 64 + 32)));
-    const __m256 dx = Spread2(xd[t] + s * 2);
+    // Low halves of blocks 0..3, then their high halves (SplitActFormat<4>).
+    const int8_t* q = xq[t] + s * 128;
+    auto ld = [&](int o) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + o)); };
+    const auto xa = W::Prepare(ld(0), ld(64));
+    const auto xb = W::Prepare(ld(32), ld(96));
+    const __m256 dx = Spread4(xd[t] + s * 4);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(W::Dot(w[r], x)), _mm256_mul_ps(dw[r], dx), acc[r][t]);
+      const __m256i dot = CombinePairs(W::Dot(wa[r], xa), W::Dot(wb[r], xb));
+      acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw[r], dx), acc[r][t]);
     }
   }
 }
 
 template <class W, int R, int T>
 void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
-  constexpr int kStepBytes = 2 * W::kBlockBytes;
+  constexpr int kStepBytes = 4 * W::kBlockBytes;
   const int64_t nb = a.K / kQK;
-  const int64_t steps = nb / 2;
+  const int64_t steps = nb / 4;
   const uint8_t* wq[R];
   for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(a.w) + (n + r) * a.w_row_bytes;
   const int8_t* xq[T];
@@ -254,12 +269,12 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
     for (int r = 0; r < R; ++r) wp[r] = wq[r] + s * kStepBytes;
     QuantStep<W, R, T>(wp, xq, xd, s, pf, acc);
   }
-  if (nb % 2) {
-    // The last block, copied into a zeroed whole step (zero scale: it adds exact zeros).
+  if (nb % 4) {
+    // The last 1..3 blocks, copied into a zeroed whole step (zero scales: they add exact zeros).
     alignas(32) uint8_t tail[R][kStepBytes];
     for (int r = 0; r < R; ++r) {
       std::memset(tail[r], 0, sizeof(tail[r]));
-      std::memcpy(tail[r], wq[r] + steps * kStepBytes, W::kBlockBytes);
+      std::memcpy(tail[r], wq[r] + steps * kStepBytes, (nb % 4) * W::kBlockBytes);
       wp[r] = tail[r];
     }
     QuantStep<W, R, T>(wp, xq, xd, steps, 0, acc);
