@@ -4,7 +4,7 @@
 //
 // Weight matrices are cycled through copies totalling >= 256 MiB, so every GEMV streams from
 // memory as a decode step does (one matrix alone would sit in the 32 MiB L3). The ISA is the
-// best this CPU runs unless FLOTILLA_ISA names another (scalar, avx2, avx512).
+// best this CPU runs unless FLOTILLA_ISA names another (scalar, avx2, avxvnni, avx512).
 //
 //   kernels_bench --benchmark_min_time=0.05 [--benchmark_filter=MatMul/Q8_0]
 #include <benchmark/benchmark.h>

@@ -12,6 +12,7 @@ const KernelTable& Choose() {
     if (const KernelTable* t = KernelsByName(forced)) return *t;
   }
   if (const KernelTable* t = KernelsByName("avx512")) return *t;
+  if (const KernelTable* t = KernelsByName("avxvnni")) return *t;
   if (const KernelTable* t = KernelsByName("avx2")) return *t;
   return ScalarKernels();
 }
@@ -27,6 +28,7 @@ const KernelTable* KernelsByName(const char* isa) {
   const CpuFeatures& f = GetCpuFeatures();
   if (std::strcmp(isa, "scalar") == 0) return &ScalarKernels();
   if (std::strcmp(isa, "avx2") == 0 && f.HasAvx2Set()) return Avx2Kernels();
+  if (std::strcmp(isa, "avxvnni") == 0 && f.HasAvxVnniSet()) return AvxVnniKernels();
   if (std::strcmp(isa, "avx512") == 0 && f.HasAvx512Set()) return Avx512Kernels();
   return nullptr;
 }

@@ -106,11 +106,13 @@ inline DType ActivationType(DType w) { return IsBlockQuantized(w) ? DType::kQ8_0
 const KernelTable& ScalarKernels();
 // nullptr when the variant was not compiled in.
 const KernelTable* Avx2Kernels();
+const KernelTable* AvxVnniKernels();
 const KernelTable* Avx512Kernels();
-// The best variant this CPU supports, chosen once. FLOTILLA_ISA=scalar|avx2|avx512 forces one
-// (when this CPU can run it).
+// The best variant this CPU supports, chosen once (avx512, then avxvnni, then avx2).
+// FLOTILLA_ISA=scalar|avx2|avxvnni|avx512 forces one (when this CPU can run it).
 const KernelTable& BestKernels();
-// A variant by name ("scalar", "avx2", "avx512"); nullptr if unknown or this CPU cannot run it.
+// A variant by name ("scalar", "avx2", "avxvnni", "avx512"); nullptr if unknown or this CPU
+// cannot run it.
 const KernelTable* KernelsByName(const char* isa);
 
 }  // namespace flotilla::kernels::cpu

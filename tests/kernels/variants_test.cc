@@ -27,6 +27,7 @@ using testing::RandomVector;
 std::vector<const KernelTable*> FastVariants() {
   std::vector<const KernelTable*> v;
   if (const KernelTable* t = KernelsByName("avx2")) v.push_back(t);
+  if (const KernelTable* t = KernelsByName("avxvnni")) v.push_back(t);
   if (const KernelTable* t = KernelsByName("avx512")) v.push_back(t);
   return v;
 }
@@ -440,7 +441,7 @@ TEST_P(VariantTest, AttentionGroupMatchesPerHead) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Cpu, VariantTest, ::testing::Values("avx2", "avx512"));
+INSTANTIATE_TEST_SUITE_P(Cpu, VariantTest, ::testing::Values("avx2", "avxvnni", "avx512"));
 
 TEST(Dispatch, BestVariantIsKnown) {
   const std::string isa = BestKernels().isa;

@@ -62,7 +62,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"stories260K-f32.gguf", "", 2, KvDType::kF32}, Case{"stories260K-f16.gguf", "", 2, KvDType::kF32},
                       Case{"stories260K.bin", "scalar", 1, KvDType::kF32},
                       // The AVX2 kernels where the best are AVX-512 (skipped without AVX2).
-                      Case{"stories260K-f32.gguf", "avx2", 2}, Case{"stories260K-f16.gguf", "avx2", 1}),
+                      Case{"stories260K-f32.gguf", "avx2", 2}, Case{"stories260K-f16.gguf", "avx2", 1},
+                      // The AVX-VNNI kernels (skipped without AVX-VNNI).
+                      Case{"stories260K-f32.gguf", "avxvnni", 2}),
     [](const auto& info) {
       std::string n = info.param.model + "_" + (info.param.isa.empty() ? "best" : info.param.isa) + "_" +
                       std::to_string(info.param.threads) + "t_" + (info.param.kv == KvDType::kF16 ? "f16kv" : "f32kv");

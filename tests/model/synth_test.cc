@@ -174,7 +174,9 @@ TEST(Synth, CommandCarriesTheLlama2Vocabulary) {
   EXPECT_EQ(tok.Encode("Hello world", true), (std::vector<int32_t>{1, 15043, 3186}));
   EXPECT_NE(Shell(flotilla + " synth --shape 3b --type q8_0 -o " + dir.File("x.gguf")), 0);
   EXPECT_NE(Shell(flotilla + " synth --shape 110m --type q5_k -o " + dir.File("x.gguf")), 0);
-  if (HavePython()) EXPECT_EQ(Shell("python3 " + SourceDir() + "/tests/model/gguf_inspect.py " + path, &line), 0) << line;
+  if (HavePython()) {
+    EXPECT_EQ(Shell("python3 " + SourceDir() + "/tests/model/gguf_inspect.py " + path, &line), 0) << line;
+  }
 }
 
 }  // namespace
