@@ -44,19 +44,22 @@ std::vector<float> Random(size_t n, uint64_t seed) {
   return v;
 }
 
-// Copies of one random matrix, enough of them to exceed the caches; `packed`: in the kernel
-// table's packed layout (as the CPU executor uses them), when it has one for the type.
-struct ColdWeights {
-  ColdWeights(DType type, int64_t rows, int64_t K, bool packed = false) {
+// Copies of one random matrix: one, or (cold) enough of them to exceed the caches. `packed`: in
+// the kernel table's packed layout (as the CPU executor uses them), when it has one for the
+// type (matrix.packed says whether it did). file_bytes: the matrix's size as stored in a model
+// file, what the GB/s figures count.
+struct BenchWeights {
+  BenchWeights(DType type, int64_t rows, int64_t K, bool packed, bool cold, uint64_t seed) {
     const int64_t file_row_bytes = RowBytes(type, K);
-    std::vector<uint8_t> file(rows * file_row_bytes);
-    std::vector<float> row = Random(K, 1);
+    file_bytes = rows * file_row_bytes;
+    std::vector<uint8_t> file(file_bytes);
+    std::vector<float> row = Random(K, seed);
     for (int64_t r = 0; r < rows; ++r) QuantizeRow(type, row.data(), file.data() + r * file_row_bytes, K);
     matrix = {type, nullptr, rows, K, file_row_bytes};
     packed = packed && CanPack(Kt(), matrix);
     const int64_t row_bytes = packed ? Kt().packed_row_bytes(type, K) : file_row_bytes;
     bytes = rows * row_bytes;
-    copies = std::max<int64_t>(2, kColdBytes / bytes + 1);
+    copies = cold ? std::max<int64_t>(2, kColdBytes / bytes + 1) : 1;
     data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, copies * bytes)));
     if (packed) {
       Kt().pack_rows(type, file.data(), file_row_bytes, rows, K, data.get());
@@ -73,7 +76,7 @@ struct ColdWeights {
   }
   std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};
   WeightMatrix matrix;
-  int64_t bytes = 0, copies = 0, i = 0;
+  int64_t file_bytes = 0, bytes = 0, copies = 0, i = 0;
 };
 
 // Args: type, rows, K, M (tokens), threads, packed (0/1; 1 where the kernels have a packed
@@ -82,7 +85,7 @@ void BM_MatMul(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const int64_t rows = state.range(1), K = state.range(2), M = state.range(3);
   const int threads = static_cast<int>(state.range(4));
-  ColdWeights w(type, rows, K, state.range(5) != 0);
+  BenchWeights w(type, rows, K, state.range(5) != 0, /*cold=*/true, 1);
   ThreadPool pool(threads);
   const std::vector<float> x = Random(M * K, 2);
   std::vector<float> y(rows * M);
@@ -92,7 +95,7 @@ void BM_MatMul(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   const double iters = static_cast<double>(state.iterations());
-  state.counters["GB"] = benchmark::Counter(iters * w.bytes / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GB"] = benchmark::Counter(iters * w.file_bytes / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOP"] = benchmark::Counter(iters * 2.0 * rows * K * M / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(std::string(Info(type).name) + " " + Kt().isa + (w.matrix.packed ? " packed" : ""));
 }
@@ -116,30 +119,20 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->ArgNames({"type", "rows", "K", "M", "threads", "packed"})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
-// The same products on a matrix that stays in L2 (512 x 2048): the kernels' compute throughput,
-// without the memory stream. Args: type, M, threads.
-// Args: type, tokens, threads, packed (0: rows as stored in the file; 1: the variant's packed
-// layout, skipped where it has none for the type).
+// The same products on a matrix that stays in L2/L3 (512 x 2048): the kernels' compute
+// throughput, without the memory stream. Args: type, tokens, threads, packed (0: rows as stored
+// in the file; 1: the variant's packed layout, skipped where it has none for the type).
 void BM_MatMulHot(benchmark::State& state) {
   const auto type = static_cast<DType>(state.range(0));
   const int64_t rows = 512, K = 2048, M = state.range(1);
   const int threads = static_cast<int>(state.range(2));
   const bool packed = state.range(3) != 0;
-  std::vector<uint8_t> w(rows * RowBytes(type, K));
-  const std::vector<float> wf = Random(K, 7);
-  for (int64_t r = 0; r < rows; ++r) QuantizeRow(type, wf.data(), w.data() + r * RowBytes(type, K), K);
-  WeightMatrix wm{type, w.data(), rows, K, RowBytes(type, K)};
-  std::unique_ptr<uint8_t, decltype(&std::free)> packed_rows(nullptr, &std::free);
-  if (packed) {
-    if (!CanPack(Kt(), wm)) {
-      state.SkipWithError("no packed layout for this type in this variant");
-      return;
-    }
-    const int64_t prb = Kt().packed_row_bytes(type, K);
-    packed_rows.reset(static_cast<uint8_t*>(std::aligned_alloc(64, rows * prb)));
-    Kt().pack_rows(type, w.data(), wm.row_bytes, rows, K, packed_rows.get());
-    wm = WeightMatrix{type, packed_rows.get(), rows, K, prb, true};
+  const BenchWeights w(type, rows, K, packed, /*cold=*/false, 7);
+  if (packed && !w.matrix.packed) {
+    state.SkipWithError("no packed layout for this type in this variant");
+    return;
   }
+  const WeightMatrix& wm = w.matrix;
   ThreadPool pool(threads);
   const std::vector<float> x = Random(M * K, 2);
   std::vector<float> y(rows * M);
@@ -149,7 +142,7 @@ void BM_MatMulHot(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   const double iters = static_cast<double>(state.iterations());
-  state.counters["GB"] = benchmark::Counter(iters * w.size() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GB"] = benchmark::Counter(iters * w.file_bytes / 1e9, benchmark::Counter::kIsRate);
   state.counters["GFLOP"] = benchmark::Counter(iters * 2.0 * rows * K * M / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(std::string(Info(type).name) + " " + Kt().isa + (packed ? " packed" : ""));
 }

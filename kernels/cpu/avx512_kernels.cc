@@ -593,9 +593,7 @@ FLOTILLA_INLINE void QuantRows(const MatMulArgs& a, int64_t n0, int64_t n1) {
 // Decode (M < 4): one row at a time for all tokens (one sequential stream; several interleaved
 // short row streams measured up to 25 % slower); one token sums 16 rows at a time. Batches:
 // tiles of 2 rows x 8 tokens (16 accumulators, 8 weight vectors and 2 scale vectors in
-// registers; activations read from L1). Keeping a row pair's decoded weights for the second
-// token tile of a batch of 16 (instead of decoding them again from L1) measured 3-5 % slower in
-// a whole 110M step, though faster with everything cache-resident.
+// registers; activations read from L1), by row blocks and K chunks as QuantRows says.
 template <class W, class L>
 void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
   if (a.M == 1) return QuantRowsOneToken<W, L>(a, n0, n1);

@@ -17,7 +17,8 @@ struct CpuFeatures {
   bool avxvnni = false;
 
   bool HasAvx2Set() const { return avx2 && fma && f16c; }
-  // What avxvnni_kernels.cc is compiled for (Alder Lake and later Intel client CPUs; Zen 5).
+  // What avxvnni_kernels.cc is compiled for (Alder Lake and later Intel client CPUs; Zen 4 and
+  // later report it too, but take the AVX-512 variant).
   bool HasAvxVnniSet() const { return HasAvx2Set() && avxvnni; }
   // What avx512_kernels.cc is compiled for (Cascade Lake, Ice Lake, Sapphire Rapids, Zen 4 and later).
   bool HasAvx512Set() const {
