@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/huge_pages.h"
 #include "common/status_macros.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/cpu/matmul.h"
@@ -68,6 +69,7 @@ class AlignedBytes {
   };
   std::unique_ptr<char, Free> p_;
 };
+
 
 // Rows per unit of work for a matrix: about 32 units, a multiple of 16 rows, at least 16.
 // It depends only on the matrix shape, never on the batch or the thread count.
@@ -159,8 +161,9 @@ class CpuExecutor final : public Executor {
     if (ms.empty()) return;
     int64_t total = 0;
     for (const WeightMatrix* m : ms) total += m->rows * kt_.packed_row_bytes(m->type, m->cols);
-    packed_.Resize(total);
-    char* dst = packed_.data();
+    // 64 bytes past the end as for every buffer the kernels read with whole-vector loads. On huge
+    // pages unless FLOTILLA_HUGE_PAGES=0 (see common/huge_pages.h).
+    char* dst = packed_.Allocate(total + 64, EnvOn("FLOTILLA_HUGE_PAGES")) ? packed_.data() : nullptr;
     if (dst == nullptr) {  // no room for a copy: read the weights in place instead
       spdlog::warn("CPU executor: cannot allocate {} MB for packed weights; reading them as stored", total >> 20);
       return;
@@ -275,7 +278,7 @@ class CpuExecutor final : public Executor {
   std::shared_ptr<const LoadedModel> model_;
   const LlamaConfig& c_;
   LlamaWeights w_;  // the model's, with the matrices PackWeights packed pointing at packed_
-  AlignedBytes packed_;
+  HugePageBuffer packed_;  // on huge pages: the decode streams it whole every token
   int64_t packed_matrices_ = 0;
   const KernelTable& kt_;
   ThreadPool pool_;
