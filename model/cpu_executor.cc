@@ -22,6 +22,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 #include <thread>
 
@@ -129,8 +130,9 @@ class CpuExecutor final : public Executor {
     layer_kv_elems_ = static_cast<int64_t>(num_blocks_) * c_.kv_dim() * block_size_;
     kv_elem_bytes_ = kv_f16_ ? 2 : 4;
     kv_.reset(new char[2 * c_.n_layers * layer_kv_elems_ * kv_elem_bytes_]);
-    // FLOTILLA_PACK_WEIGHTS=0 turns packing off for a process (benchmarks compare the two).
-    if (o.pack_weights && EnvOn("FLOTILLA_PACK_WEIGHTS")) PackWeights();
+    // FLOTILLA_PACK_WEIGHTS=0 reads the weights in the file map for a process (benchmarks
+    // compare the two).
+    if (o.pack_weights && EnvOn("FLOTILLA_PACK_WEIGHTS")) CopyWeights();
   }
 
   const LlamaConfig& config() const override { return c_; }
@@ -139,55 +141,75 @@ class CpuExecutor final : public Executor {
   int max_batch_tokens() const override { return max_tokens_; }
   std::string Describe() const override {
     return absl::StrCat("cpu ", kt_.isa, ", ", pool_.size(), " thread", pool_.size() == 1 ? "" : "s", ", ",
-                        kv_f16_ ? "f16" : "f32", " KV", packed_matrices_ > 0 ? ", packed weights" : "");
+                        kv_f16_ ? "f16" : "f32", " KV", packed_matrices_ > 0   ? ", packed weights"
+                        : copied_matrices_ > 0 ? ", copied weights"
+                                               : "");
   }
 
   absl::Status Forward(const ForwardBatch& b, std::span<float> logits) override;
 
  private:
-  // Copies every matrix the kernel table packs into packed_, in its layout, and releases the
-  // matrix's pages of the file map: the products read only the packed copy, so the process
-  // holds one copy of the weights, not two (a tied token embedding is still read row by row for
-  // lookups and comes back from the file page by page as needed).
-  void PackWeights() {
+  // Copies the matrices of the products into weights_ (on huge pages, see common/huge_pages.h),
+  // in the kernel table's packed layout where it has one and as stored otherwise, and releases
+  // each matrix's pages of the file map as it goes: the products read only the copy, so the
+  // process holds one copy of the weights, not two (a tied token embedding is still read row by
+  // row for lookups and comes back from the file page by page as needed). Copying unpacked rows
+  // as they are pays for the huge pages alone (1.1B-shape Q4_0 decode on the AVX2 kernels +7 %).
+  // Matrices outside the file map are left where they are: copying memory the model owns would
+  // hold two copies.
+  void CopyWeights() {
+    const MappedFile* file = model_->file.get();
+    auto in_file = [&](const WeightMatrix& m) {
+      const auto* p = static_cast<const uint8_t*>(m.data);
+      return file != nullptr && p >= file->data() && p + m.rows * m.row_bytes <= file->data() + file->size();
+    };
     std::vector<WeightMatrix*> ms;
     auto add = [&](WeightMatrix& m) {
-      if (kernels::cpu::CanPack(kt_, m)) ms.push_back(&m);
+      if (!m.packed && in_file(m)) ms.push_back(&m);
     };
     for (auto& l : w_.layers) {
       for (WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) add(*m);
     }
     add(w_.output);
     if (ms.empty()) return;
+    auto row_bytes = [&](const WeightMatrix& m) {
+      return kernels::cpu::CanPack(kt_, m) ? kt_.packed_row_bytes(m.type, m.cols) : m.row_bytes;
+    };
     int64_t total = 0;
-    for (const WeightMatrix* m : ms) total += m->rows * kt_.packed_row_bytes(m->type, m->cols);
-    // 64 bytes past the end as for every buffer the kernels read with whole-vector loads. On huge
-    // pages unless FLOTILLA_HUGE_PAGES=0 (see common/huge_pages.h).
-    char* dst = packed_.Allocate(total + 64, EnvOn("FLOTILLA_HUGE_PAGES")) ? packed_.data() : nullptr;
-    if (dst == nullptr) {  // no room for a copy: read the weights in place instead
-      spdlog::warn("CPU executor: cannot allocate {} MB for packed weights; reading them as stored", total >> 20);
+    for (const WeightMatrix* m : ms) total += m->rows * row_bytes(*m);
+    // 64 bytes past the end as for every buffer the kernels read with whole-vector loads.
+    // FLOTILLA_HUGE_PAGES=0 keeps the copy on 4 KiB pages (benchmarks compare the two).
+    if (!weights_.Allocate(total + 64, EnvOn("FLOTILLA_HUGE_PAGES"))) {
+      spdlog::warn("CPU executor: cannot allocate {} MB for a copy of the weights; reading them as stored", total >> 20);
       return;
     }
+    char* dst = weights_.data();
     for (WeightMatrix* m : ms) {
-      const int64_t rb = kt_.packed_row_bytes(m->type, m->cols);
+      const bool pack = kernels::cpu::CanPack(kt_, *m);
+      const int64_t rb = row_bytes(*m);
       const auto* src = static_cast<const char*>(m->data);
-      // In chunks of about 4 MiB of the file, each released once packed, so that at no point
+      // In chunks of about 4 MiB of the file, each released once copied, so that at no point
       // both copies of much more than a chunk are resident (the peak stays about one model).
       const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / m->row_bytes);
       for (int64_t c0 = 0; c0 < m->rows; c0 += chunk) {
         const int64_t c1 = std::min(m->rows, c0 + chunk);
         pool_.Run([&](int tid, int nt) {
           const int64_t r0 = c0 + (c1 - c0) * tid / nt, r1 = c0 + (c1 - c0) * (tid + 1) / nt;
-          if (r0 < r1) kt_.pack_rows(m->type, src + r0 * m->row_bytes, m->row_bytes, r1 - r0, m->cols, dst + r0 * rb);
+          if (r0 >= r1) return;
+          if (pack) {
+            kt_.pack_rows(m->type, src + r0 * m->row_bytes, m->row_bytes, r1 - r0, m->cols, dst + r0 * rb);
+          } else {
+            std::memcpy(dst + r0 * rb, src + r0 * m->row_bytes, static_cast<size_t>((r1 - r0) * rb));
+          }
         });
         // From the matrix start: a page shared with the previous chunk goes once both are done.
-        if (model_->file) model_->file->Release(src, static_cast<size_t>(c1 * m->row_bytes));
+        file->Release(src, static_cast<size_t>(c1 * m->row_bytes));
       }
       m->data = dst;
       m->row_bytes = rb;
-      m->packed = true;
+      m->packed = pack;
       dst += m->rows * rb;
-      ++packed_matrices_;
+      ++(pack ? packed_matrices_ : copied_matrices_);
     }
   }
 
@@ -277,9 +299,10 @@ class CpuExecutor final : public Executor {
 
   std::shared_ptr<const LoadedModel> model_;
   const LlamaConfig& c_;
-  LlamaWeights w_;  // the model's, with the matrices PackWeights packed pointing at packed_
-  HugePageBuffer packed_;  // on huge pages: the decode streams it whole every token
+  LlamaWeights w_;  // the model's, with the matrices CopyWeights copied pointing into weights_
+  HugePageBuffer weights_;
   int64_t packed_matrices_ = 0;
+  int64_t copied_matrices_ = 0;  // copied as stored (no packed layout for them)
   const KernelTable& kt_;
   ThreadPool pool_;
   const int num_blocks_;

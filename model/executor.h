@@ -64,8 +64,9 @@ struct ExecutorOptions {
   int threads = 0;  // CPU: 0 means one per core
   std::string isa;  // CPU: "" picks the best variant; "scalar" or "avx2" force one (tests, benchmarks)
   KvDType kv_type = KvDType::kF16;
-  // CPU: copy quantized weights once into the kernel variant's own row layout where it has one
-  // (AVX-512: Q8_0, Q4_0), releasing the file's pages; same results, faster products.
+  // CPU: copy the weights of the products once into the executor's memory (huge pages), in the
+  // kernel variant's own row layout where it has one (AVX-512: Q8_0, Q4_0), releasing the
+  // file's pages; same results, faster products. false reads them in the file map.
   bool pack_weights = true;
 };
 

@@ -151,14 +151,50 @@ TEST_P(ExecutorTest, ChunkedPrefillGivesTheSameGreedyOutput) {
   EXPECT_EQ(whole->tokens, chunked->tokens);
 }
 
-// Packed weights (the kernels' own row layout, made at load): the same logits bit for bit as the
-// weights read in place, for a prompt, a batch of decodes and single-token steps, at 1 and 2
-// threads. A synthetic model wide enough to be packed (stories260K's 64-wide rows are not).
+// Every logit of a fixed run: a 20-token prompt for sequence 0, then 3 steps of one token for
+// each of 3 sequences (sequences 1 and 2 start from scratch), then 2 single-token steps of
+// sequence 0.
+void LogitsOfSteps(Executor& ex, std::vector<float>& all) {
+  const int V = ex.config().vocab_size;
+  std::vector<std::vector<int32_t>> tables = {{0, 1}, {2, 3}, {4, 5}};
+  ForwardBatch b;
+  int32_t si = b.AddSequence(tables[0]);
+  for (int i = 0; i < 20; ++i) b.Add(5 + i, i, si, true);
+  std::vector<float> logits(20 * V);
+  ASSERT_TRUE(ex.Forward(b, logits).ok());
+  all.insert(all.end(), logits.begin(), logits.end());
+  for (int step = 0; step < 3; ++step) {
+    b.Clear();
+    for (int k = 0; k < 3; ++k) {
+      si = b.AddSequence(tables[k]);
+      b.Add(7 + k + step, k == 0 ? 20 + step : step, si, true);
+    }
+    logits.assign(3 * V, 0.0f);
+    ASSERT_TRUE(ex.Forward(b, logits).ok());
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  for (int step = 0; step < 2; ++step) {
+    b.Clear();
+    si = b.AddSequence(tables[0]);
+    b.Add(11 + step, 23 + step, si, true);
+    logits.assign(V, 0.0f);
+    ASSERT_TRUE(ex.Forward(b, logits).ok());
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+}
+
+// Weights copied at load (into the kernels' own row layout where the variant has one, as stored
+// otherwise): the same logits bit for bit as the weights read in the file map, for a prompt, a
+// batch of decodes and single-token steps, at 1 and 2 threads, on the best kernels and on AVX2
+// (no packed layout: copied as stored). A synthetic model wide enough to be packed
+// (stories260K's 64-wide rows are not).
 TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
   testing::TempDir dir;
   auto shape = ParseSyntheticShape("768,2,12,4,1024,300");
   ASSERT_TRUE(shape.ok());
-  for (kernels::DType type : {kernels::DType::kQ8_0, kernels::DType::kQ4_0}) {
+  std::vector<std::string> isas = {""};
+  if (kernels::cpu::KernelsByName("avx2") != nullptr) isas.push_back("avx2");
+  for (kernels::DType type : {kernels::DType::kQ8_0, kernels::DType::kQ4_0, kernels::DType::kF16}) {
     SynthOptions so;
     so.type = type;
     so.seed = 11;
@@ -167,51 +203,29 @@ TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
     auto loaded = LoadModel(path);
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     std::shared_ptr<const LoadedModel> model = std::move(*loaded);
-    for (int threads : {1, 2}) {
-      std::vector<std::vector<float>> runs;
-      for (bool pack : {false, true}) {
-        ExecutorOptions o;
-        o.num_kv_blocks = 16;
-        o.block_size = 16;
-        o.max_batch_tokens = 64;
-        o.threads = threads;
-        o.pack_weights = pack;
-        auto ex = MakeCpuExecutor(model, o);
-        ASSERT_TRUE(ex.ok()) << ex.status();
-        const bool packs = kernels::cpu::BestKernels().pack_rows != nullptr;
-        EXPECT_EQ((*ex)->Describe().find("packed weights") != std::string::npos, pack && packs) << (*ex)->Describe();
-        const int V = (*ex)->config().vocab_size;
-        std::vector<float> all;
-        std::vector<std::vector<int32_t>> tables = {{0, 1}, {2, 3}, {4, 5}};
-        // A 20-token prompt for sequence 0, then 3 steps of one token for each of 3 sequences
-        // (sequences 1 and 2 start from scratch), then 2 single-token steps of sequence 0.
-        ForwardBatch b;
-        int32_t si = b.AddSequence(tables[0]);
-        for (int i = 0; i < 20; ++i) b.Add(5 + i, i, si, true);
-        std::vector<float> logits(20 * V);
-        ASSERT_TRUE((*ex)->Forward(b, logits).ok());
-        all.insert(all.end(), logits.begin(), logits.end());
-        for (int step = 0; step < 3; ++step) {
-          b.Clear();
-          for (int k = 0; k < 3; ++k) {
-            si = b.AddSequence(tables[k]);
-            b.Add(7 + k + step, k == 0 ? 20 + step : step, si, true);
-          }
-          logits.assign(3 * V, 0.0f);
-          ASSERT_TRUE((*ex)->Forward(b, logits).ok());
-          all.insert(all.end(), logits.begin(), logits.end());
+    for (const std::string& isa : isas) {
+      for (int threads : {1, 2}) {
+        std::vector<std::vector<float>> runs;
+        for (bool pack : {false, true}) {
+          ExecutorOptions o;
+          o.num_kv_blocks = 16;
+          o.block_size = 16;
+          o.max_batch_tokens = 64;
+          o.threads = threads;
+          o.pack_weights = pack;
+          o.isa = isa;
+          auto ex = MakeCpuExecutor(model, o);
+          ASSERT_TRUE(ex.ok()) << ex.status();
+          const kernels::cpu::KernelTable& kt =
+              isa.empty() ? kernels::cpu::BestKernels() : *kernels::cpu::KernelsByName(isa.c_str());
+          const bool packs = kt.pack_rows != nullptr && type != kernels::DType::kF16;
+          const std::string d = (*ex)->Describe();
+          EXPECT_EQ(d.find("packed weights") != std::string::npos, pack && packs) << d;
+          EXPECT_EQ(d.find("copied weights") != std::string::npos, pack && !packs) << d;
+          ASSERT_NO_FATAL_FAILURE(LogitsOfSteps(**ex, runs.emplace_back()));
         }
-        for (int step = 0; step < 2; ++step) {
-          b.Clear();
-          si = b.AddSequence(tables[0]);
-          b.Add(11 + step, 23 + step, si, true);
-          logits.assign(V, 0.0f);
-          ASSERT_TRUE((*ex)->Forward(b, logits).ok());
-          all.insert(all.end(), logits.begin(), logits.end());
-        }
-        runs.push_back(std::move(all));
+        EXPECT_EQ(runs[0], runs[1]) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
       }
-      EXPECT_EQ(runs[0], runs[1]) << kernels::Info(type).name << " threads=" << threads;
     }
   }
 }
@@ -220,7 +234,8 @@ INSTANTIATE_TEST_SUITE_P(Files, ExecutorTest,
                          ::testing::Values("stories260K-f32.gguf", "stories260K-q8_0.gguf", "stories260K-q4_0.gguf"),
                          [](const auto& info) {
                            std::string n = info.param;
-                           for (char& c : n) if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           for (char& c : n)
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
                            return n;
                          });
 
