@@ -2,7 +2,10 @@
 // Llama shapes (written on the fly into a temporary directory, deleted afterwards) and of the
 // shared stories260K file, each configuration run in its own child process so that its peak
 // resident memory (ru_maxrss) is its own. Decode figures are printed beside their roofline:
-// weight bytes read per token divided by the read bandwidth this run measures.
+// weight bytes read per token divided by the read bandwidth this run measures, once just before
+// the decode run and again interleaved with it (segments of 4 steps, each after a short probe:
+// the host's bandwidth drifts within seconds, and a fraction of a bandwidth measured at another
+// moment can be off by a third either way).
 //
 //   model_bench [--quick] [--shapes 110m,1b] [--types q8_0,q4_0,f16] [--threads 1,2]
 //               [--batches 1,4,16] [--decode-tokens N] [--prompt-tokens N] [--dir DIR] [--keep]
@@ -73,6 +76,7 @@ struct ChildArgs {
   int batch = 1;
   std::string isa;
   int context = 0;
+  bool interleave_bw = false;  // decode: also measure the roofline fraction alongside (see RunChild)
 };
 
 int Argmax(const float* x, int n) {
@@ -98,7 +102,8 @@ int RunChild(const ChildArgs& a) {
   eo.threads = a.threads;
   eo.isa = a.isa;
   eo.block_size = 16;
-  const int per_seq_tokens = a.what == "prompt" ? a.n : prefix + a.n + 8;
+  // Decode with interleaved bandwidth probes runs its steps twice (plain, then in segments).
+  const int per_seq_tokens = a.what == "prompt" ? a.n : prefix + (a.interleave_bw ? 2 : 1) * a.n + 8;
   const int seqs = a.what == "batch" ? a.batch : 1;
   const int blocks_per_seq = (per_seq_tokens + eo.block_size - 1) / eo.block_size;
   eo.num_kv_blocks = seqs * blocks_per_seq;
@@ -145,26 +150,66 @@ int RunChild(const ChildArgs& a) {
     const int32_t si = b.AddSequence(tables[s]);
     for (int i = 0; i < prefix; ++i) b.Add(random_token(), i, si, i + 1 == prefix);
   }
-  if (!ex.Forward(b, logits).ok()) return 1;
+  if (const absl::Status st = ex.Forward(b, logits); !st.ok()) {
+    std::fprintf(stderr, "child: prefill: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
   std::vector<int32_t> next(seqs);
   for (int s = 0; s < seqs; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s) * V, V);
-  const int warm = 3;
-  for (int step = 0; step < a.n + warm; ++step) {
+  auto step = [&](int i) -> double {  // one decode step at position prefix + i; seconds
     b.Clear();
     for (int s = 0; s < seqs; ++s) {
       const int32_t si = b.AddSequence(tables[s]);
-      b.Add(next[s], prefix + step, si, true);
+      b.Add(next[s], prefix + i, si, true);
     }
     const auto t0 = Clock::now();
-    if (!ex.Forward(b, logits).ok()) return 1;
+    if (const absl::Status st = ex.Forward(b, logits); !st.ok()) {
+      std::fprintf(stderr, "child: decode step: %s\n", std::string(st.message()).c_str());
+      return -1;
+    }
     const double dt = Seconds(t0, Clock::now());
-    if (step >= warm) times.push_back(dt);
     for (int s = 0; s < seqs; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s) * V, V);
+    return dt;
+  };
+  const int warm = 3;
+  const int64_t weight_bytes = model->weights.TotalBytes();
+  for (int i = 0; i < a.n + warm; ++i) {
+    const double dt = step(i);
+    if (dt < 0) return 1;
+    if (i >= warm) times.push_back(dt);
   }
   const double med = Median(times);
   const double mean = std::accumulate(times.begin(), times.end(), 0.0) / times.size();
-  std::printf("tok_s=%.4f mean_tok_s=%.4f bytes=%lld\n", seqs / med, seqs / mean,
-              static_cast<long long>(model->weights.TotalBytes()));
+  std::printf("tok_s=%.4f mean_tok_s=%.4f bytes=%lld", seqs / med, seqs / mean, static_cast<long long>(weight_bytes));
+  if (a.what == "decode" && a.interleave_bw) {
+    // The host's bandwidth drifts within seconds, so the roofline is also measured alongside:
+    // segments of 4 steps, each right after a probe on the same thread count (the pool's
+    // threads asleep first), and the fraction is the median over segments of the segment's
+    // weight bytes per second over its probe's bandwidth.
+    // The run's own peak resident memory is taken first: the probe's buffer is not the model's.
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    std::printf(" max_rss_kb=%ld", ru.ru_maxrss);
+    ReadBandwidthProbe probe(int64_t{256} << 20, a.threads);
+    std::vector<double> fractions, bws;
+    const int seg = 4;
+    for (int i = 0; i + seg <= a.n; i += seg) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      const double bw = probe.Measure(2);
+      double t = 0;
+      for (int k = 0; k < seg; ++k) {
+        const double dt = step(a.n + warm + i + k);
+        if (dt < 0) return 1;
+        t += dt;
+      }
+      if (bw > 0) {
+        bws.push_back(bw);
+        fractions.push_back(seg * static_cast<double>(weight_bytes) / t / bw);
+      }
+    }
+    std::printf(" roofline_fraction=%.4f interleaved_bw=%.4e segments=%zu", Median(fractions), Median(bws), fractions.size());
+  }
+  std::printf("\n");
   return 0;
 }
 
@@ -176,6 +221,8 @@ struct Result {
   double mean_tok_s = 0;
   int64_t bytes = 0;
   double max_rss_mb = 0;
+  double roofline_fraction = 0;  // decode with interleaved probes; 0 when not measured
+  double interleaved_bw = 0;
 };
 
 bool g_adaptive = false;
@@ -190,6 +237,7 @@ Result Spawn(const std::string& self, const ChildArgs& a) {
     args.push_back("--isa");
     args.push_back(a.isa);
   }
+  if (a.interleave_bw) args.push_back("--interleave-bw");
   int fds[2];
   Result r;
   if (pipe(fds) != 0) return r;
@@ -216,13 +264,18 @@ Result Spawn(const std::string& self, const ChildArgs& a) {
   struct rusage ru {};
   wait4(pid, &status, 0, &ru);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return r;
+  double child_rss_kb = 0;
   for (absl::string_view kv : absl::StrSplit(absl::string_view(out.data(), out.size()), absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
     std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
     if (p.first == "tok_s") r.ok = absl::SimpleAtod(p.second, &r.tok_s);
     if (p.first == "mean_tok_s") (void)absl::SimpleAtod(p.second, &r.mean_tok_s);
     if (p.first == "bytes") (void)absl::SimpleAtoi(p.second, &r.bytes);
+    if (p.first == "max_rss_kb") (void)absl::SimpleAtod(p.second, &child_rss_kb);
+    if (p.first == "roofline_fraction") (void)absl::SimpleAtod(p.second, &r.roofline_fraction);
+    if (p.first == "interleaved_bw") (void)absl::SimpleAtod(p.second, &r.interleaved_bw);
   }
-  r.max_rss_mb = ru.ru_maxrss / 1024.0;  // KiB on Linux
+  // KiB on Linux; a child that measured its run's peak before allocating more says so itself.
+  r.max_rss_mb = (child_rss_kb > 0 ? child_rss_kb : ru.ru_maxrss) / 1024.0;
   return r;
 }
 
@@ -318,7 +371,8 @@ int RunParent(const Options& o, const std::string& self) {
       json << "{\"model\":\"" << name << "\",\"type\":\"" << type << "\",\"what\":\"" << a.what << "\",\"threads\":" << a.threads
            << ",\"batch\":" << a.batch << ",\"ok\":" << (r.ok ? "true" : "false") << ",\"tok_s\":" << r.tok_s
            << ",\"mean_tok_s\":" << r.mean_tok_s << ",\"weight_bytes\":" << r.bytes << ",\"max_rss_mb\":" << r.max_rss_mb
-           << ",\"read_gbs_before\":" << bw_now / 1e9 << "}\n";
+           << ",\"read_gbs_before\":" << bw_now / 1e9 << ",\"roofline_fraction_interleaved\":" << r.roofline_fraction
+           << ",\"read_gbs_interleaved\":" << r.interleaved_bw / 1e9 << "}\n";
     }
   };
 
@@ -368,7 +422,7 @@ int RunParent(const Options& o, const std::string& self) {
       const std::string name = "synth-" + shape_name;
       file_bytes[name + "-" + type] = static_cast<int64_t>(fs::file_size(path));
       for (int t : o.threads) {
-        record(name, type, ChildArgs{path, "decode", t, o.decode_tokens, 1, o.isa, 0});
+        record(name, type, ChildArgs{path, "decode", t, o.decode_tokens, 1, o.isa, 0, /*interleave_bw=*/true});
         record(name, type, ChildArgs{path, "prompt", t, o.prompt_tokens, 1, o.isa, 0});
       }
       // Batched decode at the largest thread count.
@@ -391,14 +445,16 @@ int RunParent(const Options& o, const std::string& self) {
     return nullptr;
   };
   std::printf("\n## Decode (one sequence; tokens/s from the median step time)\n\n");
-  std::printf("Roofline: weight bytes per token / read bandwidth measured just before the run (same thread count);\n");
-  std::printf("the last column uses the best bandwidth of the whole run instead.\n\n");
-  std::printf("| model | type | threads | tok/s | weight MB/token | GB/s before | roofline tok/s | %% of roofline | %% of best-BW roofline | peak RSS MB | file MB |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("Roofline: weight bytes per token / read bandwidth measured just before the run (same thread count).\n");
+  std::printf("Interleaved: the run's second half in segments of 4 steps, each right after a bandwidth probe; the median\n");
+  std::printf("over segments of (weight bytes per second / probe bandwidth), with the probes' median GB/s. Best-BW: the\n");
+  std::printf("best bandwidth of the whole run instead.\n\n");
+  std::printf("| model | type | threads | tok/s | weight MB/token | GB/s before | roofline tok/s | %% of roofline | interleaved GB/s | %% of roofline, interleaved | %% of best-BW roofline | peak RSS MB | file MB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     if (r.what != "decode" || !r.r.ok) continue;
     if (r.bw == 0) {
-      std::printf("| %s | %s | %d | %.1f | %.1f | - | - | - | - | %.0f | - |\n", r.model.c_str(), r.type.c_str(), r.threads,
+      std::printf("| %s | %s | %d | %.1f | %.1f | - | - | - | - | - | - | %.0f | - |\n", r.model.c_str(), r.type.c_str(), r.threads,
                   r.r.tok_s, r.r.bytes / 1e6, r.r.max_rss_mb);
       continue;
     }
@@ -407,9 +463,9 @@ int RunParent(const Options& o, const std::string& self) {
     const auto fb = file_bytes.count(r.model == "stories260K" ? r.model : r.model + "-" + r.type)
                         ? file_bytes[r.model == "stories260K" ? r.model : r.model + "-" + r.type]
                         : 0;
-    std::printf("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.0f %% | %.0f | %.0f |\n", r.model.c_str(), r.type.c_str(),
-                r.threads, r.r.tok_s, r.r.bytes / 1e6, r.bw / 1e9, roof, 100.0 * r.r.tok_s / roof, 100.0 * r.r.tok_s / roof_best,
-                r.r.max_rss_mb, fb / 1e6);
+    std::printf("| %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.0f %% | %.1f | %.0f %% | %.0f %% | %.0f | %.0f |\n", r.model.c_str(),
+                r.type.c_str(), r.threads, r.r.tok_s, r.r.bytes / 1e6, r.bw / 1e9, roof, 100.0 * r.r.tok_s / roof,
+                r.r.interleaved_bw / 1e9, 100.0 * r.r.roofline_fraction, 100.0 * r.r.tok_s / roof_best, r.r.max_rss_mb, fb / 1e6);
   }
   std::printf("\n## Prompt processing (%d-token prompt in one step; median of 3 after a warm-up)\n\n", o.prompt_tokens);
   std::printf("| model | type | threads | tok/s | peak RSS MB |\n|---|---|---|---|---|\n");
@@ -463,6 +519,7 @@ int main(int argc, char** argv) {
     else if (a == "--n") ca.n = std::stoi(value(i));
     else if (a == "--batch") ca.batch = std::stoi(value(i));
     else if (a == "--context") ca.context = std::stoi(value(i));
+    else if (a == "--interleave-bw") ca.interleave_bw = true;
     else if (a == "--isa") o.isa = ca.isa = value(i);
     else if (a == "--threads") {
       const std::string v = value(i);

@@ -10,8 +10,6 @@
 #include <thread>
 #include <vector>
 
-#include "common/huge_pages.h"
-
 namespace flotilla::bench {
 namespace {
 
@@ -31,21 +29,22 @@ __attribute__((target("avx2"))) int64_t SumRange(const uint8_t* p, int64_t n) {
 
 }  // namespace
 
-double MeasureReadBandwidth(int64_t bytes, int threads, int reps) {
-  bytes &= ~int64_t{4095};
-  // On huge pages, as the CPU executor keeps packed weights: the bound is the best streaming
-  // read this machine gives, not one slowed by a TLB miss every 4 KiB.
-  HugePageBuffer mem;
-  if (!mem.Allocate(bytes)) return 0;
-  auto* buf = reinterpret_cast<uint8_t*>(mem.data());
-  // Commit every page with distinct content (no shared zero page).
-  for (int64_t i = 0; i < bytes; i += 4096) std::memset(buf + i, static_cast<int>(i >> 12), 4096);
+ReadBandwidthProbe::ReadBandwidthProbe(int64_t bytes, int threads)
+    : bytes_(bytes & ~int64_t{4095}), threads_(threads < 1 ? 1 : threads) {
+  if (bytes_ <= 0 || !mem_.Allocate(static_cast<size_t>(bytes_))) return;
+  // Distinct content per page (no shared zero page).
+  for (int64_t i = 0; i < bytes_; i += 4096) std::memset(mem_.data() + i, static_cast<int>(i >> 12), 4096);
+}
+
+double ReadBandwidthProbe::Measure(int reps) {
+  if (!ok() || reps < 1) return 0;
+  const auto* buf = reinterpret_cast<const uint8_t*>(mem_.data());
+  const int threads = threads_;
   std::atomic<int64_t> sink{0};
-  std::vector<double> seconds;
   std::barrier sync(threads);
   std::vector<std::chrono::steady_clock::time_point> start(reps), stop(reps);
+  const int64_t chunk = bytes_ / threads / 128 * 128;
   auto work = [&](int tid) {
-    const int64_t chunk = bytes / threads / 128 * 128;
     const uint8_t* p = buf + tid * chunk;
     SumRange(p, chunk);  // warm
     for (int r = 0; r < reps; ++r) {
@@ -62,8 +61,12 @@ double MeasureReadBandwidth(int64_t bytes, int threads, int reps) {
   for (auto& t : ts) t.join();
   double best = 1e30;
   for (int r = 0; r < reps; ++r) best = std::min(best, std::chrono::duration<double>(stop[r] - start[r]).count());
-  const int64_t read = bytes / threads / 128 * 128 * threads;
-  return static_cast<double>(read) / best;
+  return static_cast<double>(chunk * threads) / best;
+}
+
+double MeasureReadBandwidth(int64_t bytes, int threads, int reps) {
+  ReadBandwidthProbe probe(bytes, threads);
+  return probe.Measure(reps);
 }
 
 }  // namespace flotilla::bench
