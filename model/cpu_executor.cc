@@ -190,11 +190,16 @@ class CpuExecutor final : public Executor {
       const auto* src = static_cast<const char*>(m->data);
       // In chunks of about 4 MiB of the file, each released once copied, so that at no point
       // both copies of much more than a chunk are resident (the peak stays about one model).
-      const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / m->row_bytes);
+      // Chunks and each thread's piece start on multiples of kPackRowAlign rows, as pack_rows
+      // requires.
+      constexpr int64_t kAlign = kernels::cpu::kPackRowAlign;
+      const int64_t chunk = std::max<int64_t>(1, (int64_t{4} << 20) / m->row_bytes / kAlign) * kAlign;
       for (int64_t c0 = 0; c0 < m->rows; c0 += chunk) {
         const int64_t c1 = std::min(m->rows, c0 + chunk);
         pool_.Run([&](int tid, int nt) {
-          const int64_t r0 = c0 + (c1 - c0) * tid / nt, r1 = c0 + (c1 - c0) * (tid + 1) / nt;
+          const int64_t pieces = (c1 - c0 + kAlign - 1) / kAlign;
+          const int64_t r0 = c0 + pieces * tid / nt * kAlign;
+          const int64_t r1 = std::min(c1, c0 + pieces * (tid + 1) / nt * kAlign);
           if (r0 >= r1) return;
           if (pack) {
             kt_.pack_rows(m->type, src + r0 * m->row_bytes, m->row_bytes, r1 - r0, m->cols, dst + r0 * rb);

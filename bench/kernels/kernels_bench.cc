@@ -102,18 +102,17 @@ void BM_MatMul(benchmark::State& state) {
 
 void MatMulArgs(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16}) {
-    const bool quant = IsBlockQuantized(t);
     // Decode: the 1B shape's matrices (attention output, FFN gate/up, FFN down), one token;
-    // quantized weights both as stored and packed.
+    // weights both as stored and packed.
     for (auto [rows, K] : {std::pair<int64_t, int64_t>{2048, 2048}, {5632, 2048}, {2048, 5632}}) {
       for (int threads : {1, 2}) {
         b->Args({static_cast<int64_t>(t), rows, K, 1, threads, 0});
-        if (quant) b->Args({static_cast<int64_t>(t), rows, K, 1, threads, 1});
+        b->Args({static_cast<int64_t>(t), rows, K, 1, threads, 1});
       }
     }
     // Batches and a prompt chunk on the gate/up shape (packed where the executor packs).
     for (int64_t M : {4, 16, 128}) {
-      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), 5632, 2048, M, threads, quant ? 1 : 0});
+      for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), 5632, 2048, M, threads, 1});
     }
   }
 }
@@ -148,8 +147,7 @@ void BM_MatMulHot(benchmark::State& state) {
 }
 BENCHMARK(BM_MatMulHot)
     ->ArgsProduct({{static_cast<int64_t>(DType::kQ8_0), static_cast<int64_t>(DType::kQ4_0)}, {1, 4, 16}, {1}, {0, 1}})
-    ->Args({static_cast<int64_t>(DType::kF16), 1, 1, 0})
-    ->Args({static_cast<int64_t>(DType::kF16), 16, 1, 0})
+    ->ArgsProduct({{static_cast<int64_t>(DType::kF16)}, {1, 16}, {1}, {0, 1}})
     ->ArgNames({"type", "M", "threads", "packed"})
     ->UseRealTime();
 

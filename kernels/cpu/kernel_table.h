@@ -28,8 +28,11 @@ struct MatMulArgs {
   int64_t M;  // number of activation rows (tokens)
   float* y;
   int64_t ldy;
+  int64_t N;  // rows of the whole weight matrix (a packed layout may group rows)
 };
 using MatMulFn = void (*)(const MatMulArgs& args, int64_t n0, int64_t n1);
+// See KernelTable::pack_rows.
+constexpr int64_t kPackRowAlign = 16;
 
 // Attention of query heads of one token over its sequence's paged KV cache.
 // Cache layout per layer: [block][kv_head][slot][head_dim] f32.
@@ -88,14 +91,19 @@ struct KernelTable {
   // f32 -> IEEE half, round to nearest even (bit-exact across variants): storing K/V in an f16 cache.
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
 
-  // Optional (nullptr where the variant reads every weight as stored): a row layout of the
-  // variant's own for some block-quantized types, made once when a model is loaded, that
-  // matmul_packed[w] reads with aligned loads instead of regrouping ggml's blocks on every step.
-  // Its results equal matmul[w]'s on the original rows bit for bit.
-  // Bytes of one packed row of K elements; 0: type w is not packed.
+  // Optional (nullptr where the variant reads every weight as stored): a layout of the
+  // variant's own for some weight types, made once when a model is loaded, that
+  // matmul_packed[w] reads faster: block-quantized rows with aligned loads instead of
+  // regrouping ggml's blocks on every step; float rows interleaved in groups of four, so that a
+  // tile of four rows reads one sequential stream instead of four. Its results equal
+  // matmul[w]'s on the original rows bit for bit.
+  // Bytes per packed row of K elements (a matrix of N rows takes N times that); 0: type w is not
+  // packed at this K.
   int64_t (*packed_row_bytes)(DType w, int64_t K);
-  // Packs `rows` ggml rows (src_row_bytes apart) into dst, packed_row_bytes(w, K) apart. dst
-  // must be 64-byte aligned.
+  // Packs `rows` ggml rows (src_row_bytes apart) into dst, which must be 64-byte aligned. A
+  // matrix may be packed in pieces, each piece starting at a multiple of kPackRowAlign rows of
+  // the matrix, at dst = matrix start + first row x packed_row_bytes; only the last piece may
+  // end elsewhere than on such a multiple.
   void (*pack_rows)(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int64_t K, void* dst);
   MatMulFn matmul_packed[32];
 };

@@ -32,6 +32,7 @@ MatMulArgs MakeMatMulArgs(const KernelTable& kt, const WeightMatrix& w, const vo
   a.M = M;
   a.y = y;
   a.ldy = ldy;
+  a.N = w.rows;
   return a;
 }
 

@@ -171,19 +171,30 @@ TEST_P(VariantTest, LargeBatchesMatchTheReferenceAndEachTokenAlone) {
 
 // Packed weights (variants with a packed layout): the packed kernel's results equal the in-place
 // kernel's bit for bit, over tile remainders, inner sizes with a partial last oct, one-token
-// row groups and row splits; packing writes exactly its rows; short rows are not packed.
+// row groups, row splits (ranges starting and ending inside a float row group) and row counts
+// that leave rows after the last group; packing writes exactly its rows, and packing a matrix
+// in pieces that start on multiples of kPackRowAlign rows writes the same bytes as packing it
+// at once; short quantized rows and float rows not made of whole 16-element chunks are not
+// packed.
 TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResultsExactly) {
   if (fast_->pack_rows == nullptr) GTEST_SKIP() << GetParam() << " has no packed layout";
   uint64_t seed = 3000;
-  for (DType type : {DType::kQ8_0, DType::kQ4_0}) {
-    EXPECT_EQ(fast_->packed_row_bytes(type, 64), 0) << "a 2-block row would more than quadruple";
+  for (DType type : kAllTypes) {
+    const bool quant = IsBlockQuantized(type);
+    if (quant) {
+      EXPECT_EQ(fast_->packed_row_bytes(type, 64), 0) << "a 2-block row would more than quadruple";
+    } else {
+      EXPECT_EQ(fast_->packed_row_bytes(type, 172), 0) << Info(type).name << ": 172 is not whole chunks of 16";
+    }
     int packed_shapes = 0;
     // 31 and 70 blocks leave a partial last oct; 768 and 2048 are the 110M and 1B widths.
-    for (int64_t K : {256, 512, 768, 32 * 31, 2048, 32 * 70}) {
+    const std::vector<int64_t> ks = quant ? std::vector<int64_t>{256, 512, 768, 32 * 31, 2048, 32 * 70}
+                                          : std::vector<int64_t>{16, 48, 256, 768, 2048};
+    for (int64_t K : ks) {
       const int64_t prb = fast_->packed_row_bytes(type, K);
       if (prb == 0) continue;  // padding would cost more than 1/16 of the row
       ++packed_shapes;
-      EXPECT_EQ(prb % 64, 0);
+      if (quant) EXPECT_EQ(prb % 64, 0);
       EXPECT_LE(prb * 16, RowBytes(type, K) * 17) << "padding stays within 1/16 of the row";
       for (int64_t rows : {1, 3, 18, 37}) {
         const auto w = RandomWeights(type, rows, K, seed++);
@@ -192,16 +203,24 @@ TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResultsExactly) {
         auto* packed = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) / 64 * 64);
         fast_->pack_rows(type, w.data(), RowBytes(type, K), rows, K, packed);
         for (int i = 0; i < 64; ++i) ASSERT_EQ(packed[rows * prb + i], 0xA5) << "pack_rows wrote past its rows";
+        std::vector<uint8_t> pieces_buf(rows * prb + 128);
+        auto* pieces = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(pieces_buf.data()) + 63) / 64 * 64);
+        for (int64_t r0 = 0; r0 < rows; r0 += kPackRowAlign) {
+          fast_->pack_rows(type, w.data() + r0 * RowBytes(type, K), RowBytes(type, K), std::min(kPackRowAlign, rows - r0), K,
+                           pieces + r0 * prb);
+        }
+        ASSERT_EQ(std::memcmp(pieces, packed, rows * prb), 0) << Info(type).name << " rows=" << rows << " K=" << K;
         const WeightMatrix in_place{type, w.data(), rows, K, RowBytes(type, K)};
         const WeightMatrix pw{type, packed, rows, K, prb, true};
         for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 16, 23}) {
           const auto x = RandomVector(M * K, seed++);
           std::vector<char> act(MatMulScratchBytes(*fast_, type, M, K) + 64);
           QuantizeActivations(*fast_, type, x.data(), K, K, 0, M, act.data());
+          const void* in = quant ? static_cast<const void*>(act.data()) : x.data();
           std::vector<float> want(rows * M, -1.0f), got(rows * M, -2.0f), split(rows * M, -3.0f);
-          MatMulFor(*fast_, in_place)(MakeMatMulArgs(*fast_, in_place, act.data(), K, M, want.data(), rows), 0, rows);
-          MatMulFor(*fast_, pw)(MakeMatMulArgs(*fast_, pw, act.data(), K, M, got.data(), rows), 0, rows);
-          const MatMulArgs sa = MakeMatMulArgs(*fast_, pw, act.data(), K, M, split.data(), rows);
+          MatMulFor(*fast_, in_place)(MakeMatMulArgs(*fast_, in_place, in, K, M, want.data(), rows), 0, rows);
+          MatMulFor(*fast_, pw)(MakeMatMulArgs(*fast_, pw, in, K, M, got.data(), rows), 0, rows);
+          const MatMulArgs sa = MakeMatMulArgs(*fast_, pw, in, K, M, split.data(), rows);
           for (int64_t r0 = 0; r0 < rows; r0 += 7) MatMulFor(*fast_, pw)(sa, r0, std::min(rows, r0 + 7));
           ASSERT_EQ(got, want) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M;
           ASSERT_EQ(split, want) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M << ": split";
