@@ -17,9 +17,12 @@
 // That also makes it safe to change the thread count between steps: when barrier waits show
 // that a peer thread was descheduled (an oversubscribed host, where a barrier can cost a
 // scheduler time slice), the executor runs the next steps on the calling thread alone, and
-// tries the pool again after a back-off. FLOTILLA_ADAPTIVE_THREADS=0 turns this off.
+// tries the pool again after a back-off. Single-token passes short enough for barriers to
+// matter also run alone whenever that measured faster than the pool (ThreadModeChooser: a tiny
+// model on threads the host placed far apart). FLOTILLA_ADAPTIVE_THREADS=0 turns both off.
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -34,6 +37,7 @@
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/quant.h"
 #include "model/executor.h"
+#include "model/thread_mode.h"
 
 namespace flotilla {
 namespace {
@@ -317,6 +321,7 @@ class CpuExecutor final : public Executor {
   int64_t barriers_ = 0;   // barriers of the current forward pass (counted by thread 0)
   int solo_left_ = 0;      // forward passes still to run on the calling thread alone
   int solo_next_ = kSoloFirst;
+  ThreadModeChooser one_token_mode_;  // pool or alone for single-token passes (adaptive_ only)
   bool warned_ = false;
   std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
   std::vector<const int32_t*> tables_;
@@ -377,9 +382,20 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
     Region(s, 0, 1);
     return absl::OkStatus();
   }
+  const bool timed = adaptive_ && T == 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto record = [&] {
+    if (timed) one_token_mode_.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  };
+  if (timed && one_token_mode_.Solo()) {
+    Region(s, 0, 1);
+    record();
+    return absl::OkStatus();
+  }
   const uint64_t slow_before = pool_.slow_barriers();
   barriers_ = 0;
   pool_.Run([&](int tid, int nt) { Region(s, tid, nt); });
+  record();
   const int64_t slow = static_cast<int64_t>(pool_.slow_barriers() - slow_before);
   // A few slow barriers can be honest imbalance in a long step; many mean a descheduled peer.
   if (adaptive_ && slow > std::max<int64_t>(2, barriers_ / 8)) {

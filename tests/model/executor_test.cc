@@ -16,17 +16,22 @@
 namespace flotilla {
 namespace {
 
+// Small blocks, so that sequences span many of them.
+ExecutorOptions SmallBlocks(int threads) {
+  ExecutorOptions o;
+  o.num_kv_blocks = 128;
+  o.block_size = 4;
+  o.max_batch_tokens = 256;
+  o.threads = threads;
+  return o;
+}
+
 class ExecutorTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     model_ = testing::LoadShared(GetParam());
     ASSERT_NE(model_, nullptr);
-    ExecutorOptions o;
-    o.num_kv_blocks = 128;
-    o.block_size = 4;
-    o.max_batch_tokens = 256;
-    o.threads = 2;
-    auto ex = MakeCpuExecutor(model_, o);
+    auto ex = MakeCpuExecutor(model_, SmallBlocks(2));
     ASSERT_TRUE(ex.ok()) << ex.status();
     ex_ = std::move(*ex);
   }
@@ -181,6 +186,19 @@ void LogitsOfSteps(Executor& ex, std::vector<float>& all) {
     ASSERT_TRUE(ex.Forward(b, logits).ok());
     all.insert(all.end(), logits.begin(), logits.end());
   }
+}
+
+// Single-token steps on two threads may run on the pool or on the calling thread alone
+// (ThreadModeChooser: a short pass measures both modes, 8 passes each, in its first 16
+// passes): every step's logits equal a one-thread executor's bit for bit, whichever mode ran.
+TEST_P(ExecutorTest, SingleTokenStepsEqualOneThreadInEitherThreadMode) {
+  auto one = MakeCpuExecutor(model_, SmallBlocks(1));
+  ASSERT_TRUE(one.ok()) << one.status();
+  std::vector<int32_t> seq;
+  for (int i = 0; i < 48; ++i) seq.push_back(1 + i * 37 % (model_->config.vocab_size - 1));
+  const auto want = RunAlone(**one, {seq});
+  const auto got = RunAlone(*ex_, {seq});
+  EXPECT_EQ(got, want);
 }
 
 // Weights copied at load (into the kernels' own row layout where the variant has one, as stored
