@@ -1,6 +1,8 @@
-// AVX-512 kernels (F, BW, VL, VNNI; plus AVX2/FMA/F16C). Compiled with those flags for this file
-// only and used only when the CPU reports all of them. Everything is in an anonymous namespace
-// so no inline function compiled here can stand in for a baseline copy elsewhere.
+// AVX-512 kernels (F, BW, VL, VNNI; plus AVX2/FMA/F16C): the quantized products, packing and the
+// variant's table (float-weight products, attention and element-wise ops are in
+// avx512_float_kernels.cc). Compiled with those flags (kernels/CMakeLists.txt) and used only
+// when the CPU reports all of them. Everything is in an anonymous namespace so no inline
+// function compiled here can stand in for a baseline copy elsewhere.
 //
 // Quantized weights (Q8_0, Q4_0) meet Q8_0 activations in OctActFormat: eight blocks per step
 // in four 64-byte vectors, two 32-bit lanes per block. The weights are read in place from the
@@ -15,98 +17,17 @@
 // Tiles of R rows x T tokens reuse each weight load for T tokens and each activation load for
 // R rows. Every (row, token) pair goes through the same instruction sequence whatever the tile,
 // so results do not depend on batch composition or on how rows were split between threads.
-#include <immintrin.h>
-
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 #include "kernels/cpu/act_format.h"
-#include "kernels/cpu/attention_impl.h"
+#include "kernels/cpu/avx512_common.h"
 #include "kernels/cpu/elementwise_impl.h"
-#include "kernels/cpu/kernel_table.h"
 #include "kernels/quant.h"
-
-#define FLOTILLA_INLINE inline __attribute__((always_inline))
 
 namespace flotilla::kernels::cpu {
 namespace {
 
-
-// exp(x) to about 2 ulp over the range that matters for softmax and SiLU (Cephes polynomial).
-FLOTILLA_INLINE __m512 Exp16(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.3f));
-  const __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
-  x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
-  __m512 y = _mm512_set1_ps(1.9875691500E-4f);
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507E-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073E-3f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894E-2f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459E-1f));
-  y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201E-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-  const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
-}
-
-FLOTILLA_INLINE __mmask16 TailMask(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
-
-// ---- horizontal sums ---------------------------------------------------------------------------
-//
-// Every horizontal sum here adds the 16 lanes in one fixed order: within each 128-bit lane
-// (x0 + x2) + (x1 + x3), then across them (L0 + L2) + (L1 + L3). Reduce16 sums sixteen vectors
-// at once by a transpose-and-add tree (about 45 instructions where sixteen separate sums take
-// about 130, which was a tenth of a batched tile over K = 768); ReduceOne sums one vector in the
-// same order. A (row, token) result is therefore bitwise the same whichever tile computed it.
-
-// Lane i of the result is the sum of the lanes of v[i].
-FLOTILLA_INLINE __m512 Reduce16(const __m512* v) {
-  __m512 p[8], q[4];
-  for (int i = 0; i < 8; ++i) {
-    p[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  }
-  // p[i] per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] for a = v[2i], b = v[2i+1].
-  for (int i = 0; i < 4; ++i) {
-    q[i] = _mm512_add_ps(_mm512_shuffle_ps(p[2 * i], p[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm512_shuffle_ps(p[2 * i], p[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  }
-  // q[i] per 128-bit lane k: the lane-k sums of v[4i .. 4i+3].
-  const __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(q[0], q[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_f32x4(q[0], q[1], _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(q[2], q[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                                 _mm512_shuffle_f32x4(q[2], q[3], _MM_SHUFFLE(3, 2, 3, 2)));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(u, w, _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_f32x4(u, w, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-FLOTILLA_INLINE float ReduceOne(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(1, 0, 3, 2)));  // x0 + x2, x1 + x3
-  v = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));  // (x0 + x2) + (x1 + x3)
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));  // L0 + L2, L1 + L3
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  return _mm512_cvtss_f32(v);
-}
-
-// Writes the sums of a tile's accumulators: acc[r][t] is y[(m + t) * ldy + n + r].
-template <int R, int T>
-FLOTILLA_INLINE void StoreTileSums(const __m512 (&acc)[R][T], float* y, int64_t ldy, int64_t n, int64_t m) {
-  static_assert(R * T <= 16, "one Reduce16 per tile");
-  if constexpr (R * T <= 4) {  // a few sums: one at a time is cheaper than a padded tree
-    for (int t = 0; t < T; ++t)
-      for (int r = 0; r < R; ++r) y[(m + t) * ldy + n + r] = ReduceOne(acc[r][t]);
-  } else {
-    __m512 v[16];
-    for (int t = 0; t < T; ++t)
-      for (int r = 0; r < R; ++r) v[t * R + r] = acc[r][t];
-    for (int i = R * T; i < 16; ++i) v[i] = _mm512_setzero_ps();
-    alignas(64) float s[16];
-    _mm512_store_ps(s, Reduce16(v));
-    for (int t = 0; t < T; ++t)
-      for (int r = 0; r < R; ++r) y[(m + t) * ldy + n + r] = s[t * R + r];
-  }
-}
 
 // ---- activation quantization ------------------------------------------------------------------
 
@@ -366,12 +287,6 @@ struct Q4W {
     _mm512_store_si512(q + 64, _mm512_or_si512(w[2], _mm512_slli_epi16(w[3], 4)));
   }
 };
-
-// Software prefetch distance ahead of each weight row pointer. Decode reads one row at a time,
-// so the rows of a thread's range form one contiguous stream; 4 KiB ahead measured best on the
-// 2-core Zen 5 host (2-8 KiB within noise; none was 20 % slower), together with the hardware
-// prefetcher. Prefetching past the matrix is harmless.
-constexpr int64_t kPrefetchBytes = 4096;
 
 // Where a tile reads one weight row, oct by oct. InPlace: ggml's blocks as stored (the last
 // step may hold 1..7 blocks). Packed: PackRows' form, whole octs only.
@@ -637,162 +552,6 @@ void PackRowsOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t
 }
 
 
-// ---- float weights (F32, F16, BF16) against f32 activations ------------------------------------
-
-struct F32W {
-  static FLOTILLA_INLINE __m512 Load(const void* w, int64_t k) { return _mm512_loadu_ps(static_cast<const float*>(w) + k); }
-  static FLOTILLA_INLINE __m512 LoadMasked(const void* w, int64_t k, __mmask16 m) {
-    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + k);
-  }
-  static constexpr int kBytes = 4;
-};
-struct F16W {
-  static FLOTILLA_INLINE __m512 Load(const void* w, int64_t k) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + k)));
-  }
-  static FLOTILLA_INLINE __m512 LoadMasked(const void* w, int64_t k, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + k));
-  }
-  static constexpr int kBytes = 2;
-};
-struct BF16W {
-  static FLOTILLA_INLINE __m512 Widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
-  static FLOTILLA_INLINE __m512 Load(const void* w, int64_t k) {
-    return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + k)));
-  }
-  static FLOTILLA_INLINE __m512 LoadMasked(const void* w, int64_t k, __mmask16 m) {
-    return Widen(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + k));
-  }
-  static constexpr int kBytes = 2;
-};
-
-// Packed float matrices interleave their rows in groups of four, in chunks of 16 elements:
-// chunk c of row 4g + j sits at the group's start + (4c + j) chunks, so a tile of the group's
-// four rows reads one sequential stream instead of four side by side (one-token F16 products
-// over 1 GiB: 19-27 -> 29-30 GB/s on one core). Rows after the last whole group stay as stored.
-constexpr int64_t kFloatGroup = 4;
-
-// R rows x T tokens. Row r's chunk c (16 elements) is at w[r] + c x stride: stride is one chunk
-// for rows as stored, kFloatGroup chunks for grouped rows.
-template <class W, int R, int T, bool kGrouped>
-void FloatTile(const MatMulArgs& a, const char* const (&w)[R], int64_t n, int64_t m) {
-  constexpr int64_t kChunk = 16 * W::kBytes;
-  constexpr int64_t kStride = kGrouped ? kFloatGroup * kChunk : kChunk;
-  const float* x[T];
-  for (int t = 0; t < T; ++t) x[t] = reinterpret_cast<const float*>(static_cast<const char*>(a.x) + (m + t) * a.x_row_bytes);
-  __m512 acc[R][T];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  // Rows as stored are R streams side by side: with rows shorter than twice the distance, a
-  // prefetch kPrefetchBytes ahead lands in a row this tile is already reading, so it asks for
-  // the same place of the next tile's rows instead. Grouped rows are one stream, read once per
-  // tile of tokens: with one tile (up to 4 tokens) it is prefetched kPrefetchBytes ahead; with
-  // several, each pass asks for the same place of the next group, a whole group's passes ahead
-  // (4 KiB ahead was too close: 110M F16 batch 16 18 % slower than rows as stored; two groups
-  // ahead, or prefetching in the first pass only, slower again). Batches of 110M F16 remain
-  // ~2.5 % slower than with rows as stored, 1B F16 batches the same; decode is 3-27 % faster.
-  const int64_t pf = kGrouped ? (a.M > 4 ? kFloatGroup * a.w_row_bytes : kPrefetchBytes)
-                              : (a.w_row_bytes >= 2 * kPrefetchBytes ? kPrefetchBytes : R * a.w_row_bytes);
-  int64_t k = 0, off = 0;
-  for (; k + 16 <= a.K; k += 16, off += kStride) {
-    if constexpr (kGrouped) {
-      for (int64_t l = 0; l < kStride; l += 64) _mm_prefetch(w[0] + off + pf + l, _MM_HINT_T0);
-    }
-    __m512 wv[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      if constexpr (!kGrouped) _mm_prefetch(w[r] + off + pf, _MM_HINT_T0);
-      wv[r] = W::Load(w[r] + off, 0);
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_loadu_ps(x[t] + k);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  if (k < a.K) {  // rows as stored only: grouped matrices have K % 16 == 0
-    const __mmask16 mask = TailMask(a.K - k);
-    __m512 wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = W::LoadMasked(w[r] + off, 0, mask);
-    for (int t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_maskz_loadu_ps(mask, x[t] + k);
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  StoreTileSums<R, T>(acc, a.y, a.ldy, n, m);
-}
-
-// Rows n..n+R-1 for every token, in tiles of 4 tokens. A row's arithmetic does not depend on R
-// or T (one accumulator per row and token, the same order over K, the same final sum), so any
-// grouping of rows and tokens gives the same bits.
-template <class W, int R, bool kGrouped>
-FLOTILLA_INLINE void FloatRows(const MatMulArgs& a, const char* const (&w)[R], int64_t n) {
-  int64_t m = 0;
-  for (; m + 4 <= a.M; m += 4) FloatTile<W, R, 4, kGrouped>(a, w, n, m);
-  for (; m < a.M; ++m) FloatTile<W, R, 1, kGrouped>(a, w, n, m);
-}
-
-// Rows in tiles of 4 (four independent sums hide the FMA latency), tokens in tiles of 4.
-template <class W>
-void MatMulFloat(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  auto row = [&](int64_t n) { return static_cast<const char*>(a.w) + n * a.w_row_bytes; };
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const char* const w[4] = {row(n), row(n + 1), row(n + 2), row(n + 3)};
-    FloatRows<W, 4, false>(a, w, n);
-  }
-  for (; n < n1; ++n) {
-    const char* const w[1] = {row(n)};
-    FloatRows<W, 1, false>(a, w, n);
-  }
-}
-
-// The same over a packed matrix: whole groups four rows at a time; a range that starts or ends
-// inside a group takes those rows one by one (strided); rows after the last group as stored.
-template <class W>
-void MatMulFloatPacked(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  constexpr int64_t kChunk = 16 * W::kBytes;
-  const int64_t grouped = a.N / kFloatGroup * kFloatGroup;
-  auto start = [&](int64_t n) {  // row n's first chunk
-    const char* base = static_cast<const char*>(a.w);
-    return n < grouped ? base + n / kFloatGroup * kFloatGroup * a.w_row_bytes + n % kFloatGroup * kChunk
-                       : base + n * a.w_row_bytes;
-  };
-  auto one = [&](int64_t n) {
-    const char* const w[1] = {start(n)};
-    if (n < grouped) {
-      FloatRows<W, 1, true>(a, w, n);
-    } else {
-      FloatRows<W, 1, false>(a, w, n);
-    }
-  };
-  int64_t n = n0;
-  for (; n < n1 && n < grouped && n % kFloatGroup != 0; ++n) one(n);
-  for (; n + kFloatGroup <= std::min(n1, grouped); n += kFloatGroup) {
-    const char* g = start(n);
-    const char* const w[4] = {g, g + kChunk, g + 2 * kChunk, g + 3 * kChunk};
-    FloatRows<W, 4, true>(a, w, n);
-  }
-  for (; n < n1; ++n) one(n);
-}
-
-template <class W>
-void PackFloatRows(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
-  constexpr int64_t kChunk = 16 * W::kBytes;
-  const int64_t row_bytes = K * W::kBytes, chunks = K / 16;
-  const int64_t grouped = rows / kFloatGroup * kFloatGroup;
-  for (int64_t g = 0; g < grouped; g += kFloatGroup) {
-    uint8_t* out = dst + g * row_bytes;
-    for (int64_t c = 0; c < chunks; ++c) {
-      for (int64_t j = 0; j < kFloatGroup; ++j, out += kChunk) {
-        std::memcpy(out, src + (g + j) * src_row_bytes + c * kChunk, kChunk);
-      }
-    }
-  }
-  for (int64_t r = grouped; r < rows; ++r) std::memcpy(dst + r * row_bytes, src + r * src_row_bytes, row_bytes);
-}
-
 // Quantized rows: 0 (not packed) where padding to whole octs would grow the row by more than
 // 1/16: short rows (K = 64: 68 bytes in place, 320 packed) are cheap in place and would cost
 // memory.
@@ -817,146 +576,30 @@ void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int
   switch (w) {
     case DType::kQ8_0: PackRowsOf<Q8W>(in, src_row_bytes, rows, K, out); break;
     case DType::kQ4_0: PackRowsOf<Q4W>(in, src_row_bytes, rows, K, out); break;
-    case DType::kF32: PackFloatRows<F32W>(in, src_row_bytes, rows, K, out); break;
-    case DType::kF16: PackFloatRows<F16W>(in, src_row_bytes, rows, K, out); break;
-    case DType::kBF16: PackFloatRows<BF16W>(in, src_row_bytes, rows, K, out); break;
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16: avx512::PackFloatRows(w, in, src_row_bytes, rows, K, out); break;
     default: break;
-  }
-}
-
-// ---- vector primitives for attention and element-wise ops --------------------------------------
-
-float Dot512(const float* a, const float* b, int n) {
-  if (n <= 8) {  // small heads: one 256-bit product and a short horizontal sum
-    const __mmask8 m = static_cast<__mmask8>((1u << n) - 1);
-    const __m256 p = _mm256_mul_ps(_mm256_maskz_loadu_ps(m, a), _mm256_maskz_loadu_ps(m, b));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(p), _mm256_extractf128_ps(p, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-  }
-  __m512 acc = _mm512_setzero_ps();
-  int i = 0;
-  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
-  if (i < n) {
-    const __mmask16 m = TailMask(n - i);
-    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
-  }
-  return _mm512_reduce_add_ps(acc);
-}
-
-void Axpy512(float alpha, const float* x, float* y, int n) {
-  const __m512 av = _mm512_set1_ps(alpha);
-  int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-  if (i < n) {
-    const __mmask16 m = TailMask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
-  }
-}
-
-void Softmax512(float* x, int64_t n) {
-  __m512 vmax = _mm512_set1_ps(-INFINITY);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
-  if (i < n) vmax = _mm512_mask_max_ps(vmax, TailMask(n - i), vmax, _mm512_maskz_loadu_ps(TailMask(n - i), x + i));
-  const __m512 mv = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-  __m512 vsum = _mm512_setzero_ps();
-  for (i = 0; i + 16 <= n; i += 16) {
-    const __m512 e = Exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
-    _mm512_storeu_ps(x + i, e);
-    vsum = _mm512_add_ps(vsum, e);
-  }
-  if (i < n) {
-    const __mmask16 m = TailMask(n - i);
-    const __m512 e = Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), mv));
-    _mm512_mask_storeu_ps(x + i, m, e);
-    vsum = _mm512_mask_add_ps(vsum, m, vsum, e);
-  }
-  const __m512 iv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
-  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), iv));
-  if (i < n) {
-    const __mmask16 m = TailMask(n - i);
-    _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), iv));
-  }
-}
-
-void SiluMul512(const float* g, const float* u, float* out, int64_t n) {
-  const __m512 one = _mm512_set1_ps(1.0f);
-  auto f = [&](__m512 gv, __m512 uv) {
-    const __m512 e = Exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
-    return _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(one, e)), uv);
-  };
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, f(_mm512_loadu_ps(g + i), _mm512_loadu_ps(u + i)));
-  if (i < n) {
-    const __mmask16 m = TailMask(n - i);
-    _mm512_mask_storeu_ps(out + i, m, f(_mm512_maskz_loadu_ps(m, g + i), _mm512_maskz_loadu_ps(m, u + i)));
-  }
-}
-
-struct V512 {
-  using Reg = __m512;
-  static constexpr int kWidth = 16;
-  static FLOTILLA_INLINE Reg Zero() { return _mm512_setzero_ps(); }
-  static FLOTILLA_INLINE Reg Load(const float* p, int n) { return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(TailMask(n), p); }
-  static FLOTILLA_INLINE void Store(float* p, Reg v, int n) {
-    if (n >= 16) {
-      _mm512_storeu_ps(p, v);
-    } else {
-      _mm512_mask_storeu_ps(p, TailMask(n), v);
-    }
-  }
-  static FLOTILLA_INLINE Reg Fmadd(float a, Reg x, Reg acc) { return _mm512_fmadd_ps(_mm512_set1_ps(a), x, acc); }
-  static FLOTILLA_INLINE Reg FmaddV(Reg a, Reg x, Reg acc) { return _mm512_fmadd_ps(a, x, acc); }
-  static FLOTILLA_INLINE Reg LoadKv(const float* p, int n) { return Load(p, n); }
-  static FLOTILLA_INLINE Reg LoadKv(const uint16_t* p, int n) {
-    return _mm512_cvtph_ps(n >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
-                                   : _mm256_maskz_loadu_epi16(TailMask(n), p));
-  }
-  static FLOTILLA_INLINE Reg Add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
-  static FLOTILLA_INLINE Reg Scale(Reg a, float s) { return _mm512_mul_ps(a, _mm512_set1_ps(s)); }
-  // Lane i of the result is the sum of the lanes of v[i] (16 inputs).
-  static FLOTILLA_INLINE Reg Reduce(const Reg* v) { return Reduce16(v); }
-};
-
-void F32ToF16x16(const float* x, uint16_t* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-  }
-  if (i < n) {
-    const __mmask16 m = TailMask(static_cast<int>(n - i));
-    _mm256_mask_storeu_epi16(y + i, m, _mm512_cvtps_ph(_mm512_maskz_loadu_ps(m, x + i), _MM_FROUND_TO_NEAREST_INT));
   }
 }
 
 KernelTable MakeTable() {
   KernelTable t{};
   t.isa = "avx512";
-  t.f32_to_f16 = F32ToF16x16;
-  t.matmul[static_cast<int>(DType::kF32)] = MatMulFloat<F32W>;
-  t.matmul[static_cast<int>(DType::kF16)] = MatMulFloat<F16W>;
-  t.matmul[static_cast<int>(DType::kBF16)] = MatMulFloat<BF16W>;
   t.matmul[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W, InPlace<Q8W>>;
   t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, InPlace<Q4W>>;
   t.packed_row_bytes = PackedRowBytes;
   t.pack_rows = PackRows;
   t.matmul_packed[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W, Packed<Q8W>>;
   t.matmul_packed[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, Packed<Q4W>>;
-  t.matmul_packed[static_cast<int>(DType::kF32)] = MatMulFloatPacked<F32W>;
-  t.matmul_packed[static_cast<int>(DType::kF16)] = MatMulFloatPacked<F16W>;
-  t.matmul_packed[static_cast<int>(DType::kBF16)] = MatMulFloatPacked<BF16W>;
   t.act_row_bytes = ActRowBytes;
   t.quantize_act = QuantizeAct;
   t.act_to_q8_0 = ActToQ8;
   t.quantize_q8_0 = QuantizeQ8Ggml;
   t.rms_norm = RmsNormPlain;
   t.rope = RopePlain;
-  t.softmax = Softmax512;
-  t.silu_mul = SiluMul512;
   t.add = AddPlain;
-  t.attention = PagedAttentionHeadVec<V512, Dot512, Axpy512, Softmax512>;
-  t.attention_group = PagedAttentionGroupVec<V512, Dot512, Axpy512, Softmax512>;
+  avx512::AddFloatKernels(t);
   return t;
 }
 
