@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "bench/bin_dir.h"
 #include "bench/gateway/load_client.h"
 #include "nlohmann/json.hpp"
 #include "tests/gateway/process_util.h"
@@ -44,7 +45,9 @@ bool StartProc(Proc& proc, std::vector<std::string> argv, const std::string& dir
   argv.push_back(ready);
   if (!proc.p.Start(argv, dir + "/" + name + ".log")) return false;
   if (!ft::WaitFor([&] { return !ft::ReadFileOr(ready).empty() || !proc.p.Running(); }, 60s) || !proc.p.Running()) {
-    std::cerr << name << " did not start:\n" << ft::ReadFileOr(dir + "/" + name + ".log");
+    std::string cmd;
+    for (const std::string& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+    std::cerr << name << " did not start (" << cmd << "):\n" << ft::ReadFileOr(dir + "/" + name + ".log");
     return false;
   }
   proc.ready = json::parse(ft::ReadFileOr(ready));
@@ -121,6 +124,7 @@ Throughput Measure(fb::Target& t, const std::vector<fb::RequestSpec>& specs, int
 }  // namespace
 
 int main(int argc, char** argv) {
+  flotilla::bench::UseOwnBinDir();
   CLI::App app{"gateway_bench: throughput, added latency and overload behaviour of flotilla-gateway"};
   std::string model = "stories260K-q8_0.gguf";
   int streams = 16, max_tokens = 128, worker_threads = 1, max_num_seqs = 16, latency_requests = 300, rounds = 2;

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include "bench/bin_dir.h"
 #include "absl/strings/str_split.h"
 #include "flotilla/worker/v1/worker.grpc.pb.h"
 #include "tests/common/subprocess.h"
@@ -114,6 +115,7 @@ RunResult RunLoad(wv1::Worker::Stub& stub, int concurrency, double seconds, int 
 }  // namespace
 
 int main(int argc, char** argv) {
+  flotilla::bench::UseOwnBinDir();
   CLI::App app{"worker serving benchmark"};
   std::string model = "stories260K-q8_0.gguf", address, conc = "1,4,16,64", extra;
   double seconds = 10;
