@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -18,6 +19,7 @@
 #include "autoscaler/autoscaler_metrics.h"
 #include "autoscaler/flags.h"
 #include "autoscaler/run.h"
+#include "cli/fleet_view.h"
 #include "cli/prometheus_config.h"
 #include "common/model_path.h"
 
@@ -96,6 +98,21 @@ absl::StatusOr<std::unique_ptr<LocalStack>> LocalStack::Start(const UpOptions& o
     const std::string ready = absl::StrCat("http://127.0.0.1:", s->gateway_http_port_, "/ready");
     if (absl::Status st = WaitForHttpOk(ready, options.start_timeout_s, s->gateway_->child()); !st.ok()) {
       return absl::Status(st.code(), absl::StrCat("gateway: ", st.message()));
+    }
+    // /ready means the gateway routes to at least one worker; its health checks reach the
+    // others within their interval. Ready for `up` means routing to every one of them.
+    const std::string gateway_http = absl::StrCat("127.0.0.1:", s->gateway_http_port_);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(options.start_timeout_s);
+    for (;;) {
+      const FleetView v = GatherFromFleetFile(s->fleet_->fleet_file(), gateway_http);
+      const auto hw = v.gateway.healthy_workers.find(s->model_name_);
+      if (hw != v.gateway.healthy_workers.end() && hw->second >= options.workers) break;
+      if (std::chrono::steady_clock::now() >= until) {
+        return absl::DeadlineExceededError(absl::StrCat("gateway: routes to ", hw == v.gateway.healthy_workers.end() ? 0 : hw->second,
+                                                        " of ", options.workers, " ready worker(s) after ",
+                                                        options.start_timeout_s, " s"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
   if (options.autoscale || options.prometheus) {

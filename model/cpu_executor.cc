@@ -383,7 +383,7 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
     return absl::OkStatus();
   }
   const bool timed = adaptive_ && T == 1;
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   auto record = [&] {
     if (timed) one_token_mode_.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
   };

@@ -17,8 +17,8 @@
 #include <thread>
 
 #include "absl/strings/numbers.h"
-#include "bench/bin_dir.h"
 #include "absl/strings/str_split.h"
+#include "bench/bin_dir.h"
 #include "flotilla/worker/v1/worker.grpc.pb.h"
 #include "tests/common/subprocess.h"
 #include "tests/common/temp_dir.h"
