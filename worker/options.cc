@@ -22,7 +22,7 @@ absl::StatusOr<WorkerOptions> ParseWorkerOptions(int argc, char** argv, int* exi
       ->check(CLI::Range(1, 65536))->capture_default_str();
   app.add_option("--max-waiting", o.max_waiting, "Queued requests beyond which new ones are refused")
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
-  app.add_option("--kv-memory-mb", o.kv_memory_mb, "KV cache memory (CPU)")->check(CLI::Range(1, 1 << 22))->capture_default_str();
+  app.add_option("--kv-memory-mb", o.kv_memory_mb, "KV cache memory (CPU; committed at start, refused if the host or container lacks it)")->check(CLI::Range(1, 1 << 22))->capture_default_str();
   app.add_option("--num-kv-blocks", o.num_kv_blocks, "KV blocks (overrides --kv-memory-mb)")->check(CLI::Range(0, 1 << 24));
   app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction, "Fraction of free GPU memory for the KV cache")
       ->check(CLI::Range(0.01, 0.99))->capture_default_str();

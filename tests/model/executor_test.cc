@@ -2,6 +2,9 @@
 // change any sequence's logits; invalid batches are rejected before anything is written.
 #include "model/executor.h"
 
+#include <unistd.h>
+
+#include <fstream>
 #include <numeric>
 #include <random>
 
@@ -247,6 +250,44 @@ TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
       }
     }
   }
+}
+
+int64_t ResidentBytes() {
+  std::ifstream f("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  f >> size >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+// The KV cache is committed when the executor is made (no page faults in the steps that open
+// new blocks; the worker's memory is what it will be), and a cache larger than the memory
+// left is refused with a message rather than left to the OOM killer.
+TEST(ExecutorMemory, KvCacheIsResidentFromTheStart) {
+  auto model = testing::LoadShared("stories260K-q8_0.gguf");
+  ASSERT_NE(model, nullptr);
+  ExecutorOptions o;
+  o.block_size = 16;
+  o.max_batch_tokens = 16;
+  o.threads = 2;
+  const int64_t per_block = CpuKvBytesPerBlock(model->config, o.block_size, o.kv_type);
+  o.num_kv_blocks = static_cast<int>((int64_t{64} << 20) / per_block);
+  const int64_t kv_bytes = per_block * o.num_kv_blocks;
+  const int64_t before = ResidentBytes();
+  auto ex = MakeCpuExecutor(model, o);
+  ASSERT_TRUE(ex.ok()) << ex.status();
+  EXPECT_GE(ResidentBytes() - before, kv_bytes * 95 / 100);
+}
+
+TEST(ExecutorMemory, KvCacheLargerThanTheMemoryLeftIsRefused) {
+  auto model = testing::LoadShared("stories260K-q8_0.gguf");
+  ASSERT_NE(model, nullptr);
+  ExecutorOptions o;
+  o.block_size = 1024;
+  o.num_kv_blocks = 1 << 30;  // petabytes
+  auto ex = MakeCpuExecutor(model, o);
+  ASSERT_FALSE(ex.ok());
+  EXPECT_EQ(ex.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(ex.status().message().find("KV cache"), std::string::npos) << ex.status();
 }
 
 INSTANTIATE_TEST_SUITE_P(Files, ExecutorTest,
