@@ -114,6 +114,8 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
     for (int64_t M : {4, 16, 128}) {
       for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), 5632, 2048, M, threads, 1});
     }
+    // The 110M shape's gate/up at batch 16 (K = 768: a batch's activations fit L1).
+    for (int threads : {1, 2}) b->Args({static_cast<int64_t>(t), 2048, 768, 16, threads, 1});
   }
 }
 BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->ArgNames({"type", "rows", "K", "M", "threads", "packed"})->UseRealTime()->Unit(benchmark::kMicrosecond);

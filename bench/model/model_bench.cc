@@ -5,7 +5,8 @@
 // weight bytes read per token divided by the read bandwidth this run measures, once just before
 // the decode run and again interleaved with it (segments of 4 steps, each after a short probe:
 // the host's bandwidth drifts within seconds, and a fraction of a bandwidth measured at another
-// moment can be off by a third either way).
+// moment can be off by a third either way). Batches are also set against one sequence at the
+// same moment: segments of batched steps alternate with steps of one more sequence alone.
 //
 //   model_bench [--quick] [--shapes 110m,1b] [--types q8_0,q4_0,f16] [--threads 1,2]
 //               [--batches 1,4,16] [--decode-tokens N] [--prompt-tokens N] [--dir DIR] [--keep]
@@ -42,6 +43,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "bench/model/read_bandwidth.h"
@@ -102,26 +104,31 @@ int RunChild(const ChildArgs& a) {
   eo.threads = a.threads;
   eo.isa = a.isa;
   eo.block_size = 16;
-  // Decode with interleaved bandwidth probes runs its steps twice (plain, then in segments).
-  const int per_seq_tokens = a.what == "prompt" ? a.n : prefix + (a.interleave_bw ? 2 : 1) * a.n + 8;
+  // Decode with interleaved bandwidth probes runs its steps twice (plain, then in segments); so
+  // does a batch with `interleave_bw`, alternating segments with one more sequence alone.
   const int seqs = a.what == "batch" ? a.batch : 1;
+  const bool pair_one = a.what == "batch" && a.batch > 1 && a.interleave_bw;
+  const int pair_steps = std::max(a.n, 24);  // steps of the batch in the alternating phase
+  const int per_seq_tokens =
+      a.what == "prompt" ? a.n : prefix + a.n + (pair_one ? pair_steps : a.interleave_bw ? a.n : 0) + 8;
+  const int all_seqs = seqs + (pair_one ? 1 : 0);  // sequence `seqs` is the one alone
   const int blocks_per_seq = (per_seq_tokens + eo.block_size - 1) / eo.block_size;
-  eo.num_kv_blocks = seqs * blocks_per_seq;
-  eo.max_batch_tokens = std::max({a.what == "prompt" ? a.n : 0, seqs * prefix, seqs});
+  eo.num_kv_blocks = all_seqs * blocks_per_seq;
+  eo.max_batch_tokens = std::max({a.what == "prompt" ? a.n : 0, all_seqs * prefix, seqs});
   auto exr = MakeCpuExecutor(model, eo);
   if (!exr.ok()) {
     std::fprintf(stderr, "child: %s\n", std::string(exr.status().message()).c_str());
     return 1;
   }
   Executor& ex = **exr;
-  std::vector<std::vector<int32_t>> tables(seqs);
-  for (int s = 0; s < seqs; ++s) {
+  std::vector<std::vector<int32_t>> tables(all_seqs);
+  for (int s = 0; s < all_seqs; ++s) {
     tables[s].resize(blocks_per_seq);
     std::iota(tables[s].begin(), tables[s].end(), s * blocks_per_seq);
   }
   std::mt19937 rng(42);
   auto random_token = [&] { return static_cast<int32_t>(3 + rng() % (V - 3)); };
-  std::vector<float> logits(static_cast<size_t>(seqs) * V);
+  std::vector<float> logits(static_cast<size_t>(all_seqs) * V);
   ForwardBatch b;
   std::vector<double> times;
 
@@ -146,7 +153,7 @@ int RunChild(const ChildArgs& a) {
 
   // decode (one sequence) or batch (several): prefill `prefix` tokens per sequence, then steps.
   b.Clear();
-  for (int s = 0; s < seqs; ++s) {
+  for (int s = 0; s < all_seqs; ++s) {
     const int32_t si = b.AddSequence(tables[s]);
     for (int i = 0; i < prefix; ++i) b.Add(random_token(), i, si, i + 1 == prefix);
   }
@@ -154,11 +161,12 @@ int RunChild(const ChildArgs& a) {
     std::fprintf(stderr, "child: prefill: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  std::vector<int32_t> next(seqs);
-  for (int s = 0; s < seqs; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s) * V, V);
-  auto step = [&](int i) -> double {  // one decode step at position prefix + i; seconds
+  std::vector<int32_t> next(all_seqs);
+  for (int s = 0; s < all_seqs; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s) * V, V);
+  // One decode step of sequences [s0, s1) at position prefix + i; seconds.
+  auto step_of = [&](int s0, int s1, int i) -> double {
     b.Clear();
-    for (int s = 0; s < seqs; ++s) {
+    for (int s = s0; s < s1; ++s) {
       const int32_t si = b.AddSequence(tables[s]);
       b.Add(next[s], prefix + i, si, true);
     }
@@ -168,9 +176,10 @@ int RunChild(const ChildArgs& a) {
       return -1;
     }
     const double dt = Seconds(t0, Clock::now());
-    for (int s = 0; s < seqs; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s) * V, V);
+    for (int s = s0; s < s1; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s - s0) * V, V);
     return dt;
   };
+  auto step = [&](int i) { return step_of(0, seqs, i); };
   const int warm = 3;
   const int64_t weight_bytes = model->weights.TotalBytes();
   for (int i = 0; i < a.n + warm; ++i) {
@@ -209,6 +218,29 @@ int RunChild(const ChildArgs& a) {
     }
     std::printf(" roofline_fraction=%.4f interleaved_bw=%.4e segments=%zu", Median(fractions), Median(bws), fractions.size());
   }
+  if (pair_one) {
+    // The batch's speed-up over one sequence, measured at the same moment: the host's compute
+    // and bandwidth drift within seconds, and the two runs of a batch-16 / batch-1 ratio taken
+    // a minute apart could differ by a third from that alone. Segments of 4 steps of the batch
+    // and of one more sequence alone alternate (which goes first alternates too); each segment
+    // counts its median step (one step stalled by the host does not swing a pair), and the figure
+    // is the median over segment pairs of (batch tokens/s / one sequence's tokens/s).
+    const int seg = 4;
+    std::vector<double> ratios;
+    for (int i = 0; i + seg <= pair_steps; i += seg) {
+      std::vector<double> t_batch, t_one;
+      for (int order = 0; order < 2; ++order) {
+        const bool batch_now = (order == 0) == ((i / seg) % 2 == 0);
+        for (int k = 0; k < seg; ++k) {
+          const double dt = batch_now ? step_of(0, seqs, a.n + warm + i + k) : step_of(seqs, seqs + 1, i + k);
+          if (dt < 0) return 1;
+          (batch_now ? t_batch : t_one).push_back(dt);
+        }
+      }
+      ratios.push_back(seqs * Median(t_one) / Median(t_batch));
+    }
+    std::printf(" ratio_to_one=%.4f ratio_pairs=%zu", Median(ratios), ratios.size());
+  }
   std::printf("\n");
   return 0;
 }
@@ -223,6 +255,7 @@ struct Result {
   double max_rss_mb = 0;
   double roofline_fraction = 0;  // decode with interleaved probes; 0 when not measured
   double interleaved_bw = 0;
+  double ratio_to_one = 0;  // batch with interleaved segments of one sequence alone; 0 when not measured
 };
 
 bool g_adaptive = false;
@@ -273,6 +306,7 @@ Result Spawn(const std::string& self, const ChildArgs& a) {
     if (p.first == "max_rss_kb") (void)absl::SimpleAtod(p.second, &child_rss_kb);
     if (p.first == "roofline_fraction") (void)absl::SimpleAtod(p.second, &r.roofline_fraction);
     if (p.first == "interleaved_bw") (void)absl::SimpleAtod(p.second, &r.interleaved_bw);
+    if (p.first == "ratio_to_one") (void)absl::SimpleAtod(p.second, &r.ratio_to_one);
   }
   // KiB on Linux; a child that measured its run's peak before allocating more says so itself.
   r.max_rss_mb = (child_rss_kb > 0 ? child_rss_kb : ru.ru_maxrss) / 1024.0;
@@ -372,7 +406,8 @@ int RunParent(const Options& o, const std::string& self) {
            << ",\"batch\":" << a.batch << ",\"ok\":" << (r.ok ? "true" : "false") << ",\"tok_s\":" << r.tok_s
            << ",\"mean_tok_s\":" << r.mean_tok_s << ",\"weight_bytes\":" << r.bytes << ",\"max_rss_mb\":" << r.max_rss_mb
            << ",\"read_gbs_before\":" << bw_now / 1e9 << ",\"roofline_fraction_interleaved\":" << r.roofline_fraction
-           << ",\"read_gbs_interleaved\":" << r.interleaved_bw / 1e9 << "}\n";
+           << ",\"read_gbs_interleaved\":" << r.interleaved_bw / 1e9 << ",\"ratio_to_one_interleaved\":" << r.ratio_to_one
+           << "}\n";
     }
   };
 
@@ -427,7 +462,9 @@ int RunParent(const Options& o, const std::string& self) {
       }
       // Batched decode at the largest thread count.
       const int bt = *std::max_element(o.threads.begin(), o.threads.end());
-      for (int bsz : o.batches) record(name, type, ChildArgs{path, "batch", bt, std::max(8, o.decode_tokens / 2), bsz, o.isa, 0});
+      for (int bsz : o.batches) {
+        record(name, type, ChildArgs{path, "batch", bt, std::max(8, o.decode_tokens / 2), bsz, o.isa, 0, /*interleave_bw=*/bsz > 1});
+      }
       if (!o.keep) fs::remove(path, ec);
     }
   }
@@ -474,12 +511,16 @@ int RunParent(const Options& o, const std::string& self) {
     std::printf("| %s | %s | %d | %.1f | %.0f |\n", r.model.c_str(), r.type.c_str(), r.threads, r.r.tok_s, r.r.max_rss_mb);
   }
   std::printf("\n## Batched decode (B sequences, one token each per step)\n\n");
-  std::printf("| model | type | threads | batch | tok/s | x batch 1 | peak RSS MB |\n|---|---|---|---|---|---|---|\n");
+  std::printf("x batch 1: against the batch-1 run. Interleaved: the same run's segments of 4 batched steps alternating\n");
+  std::printf("with 4 steps of one more sequence alone; the median over segment pairs of the tokens/s ratio.\n\n");
+  std::printf("| model | type | threads | batch | tok/s | x batch 1 | x batch 1, interleaved | peak RSS MB |\n");
+  std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     if (r.what != "batch" || !r.r.ok) continue;
     const Row* one = find(r.model, r.type, "batch", r.threads, 1);
-    std::printf("| %s | %s | %d | %d | %.1f | %.2f | %.0f |\n", r.model.c_str(), r.type.c_str(), r.threads, r.batch, r.r.tok_s,
-                one ? r.r.tok_s / one->r.tok_s : 0.0, r.r.max_rss_mb);
+    const std::string inter = r.r.ratio_to_one > 0 ? absl::StrFormat("%.2f", r.r.ratio_to_one) : "-";
+    std::printf("| %s | %s | %d | %d | %.1f | %.2f | %s | %.0f |\n", r.model.c_str(), r.type.c_str(), r.threads, r.batch, r.r.tok_s,
+                one ? r.r.tok_s / one->r.tok_s : 0.0, inter.c_str(), r.r.max_rss_mb);
   }
   bool all_ok = true;
   for (const Row& r : rows) all_ok = all_ok && r.r.ok;
