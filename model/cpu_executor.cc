@@ -144,7 +144,7 @@ class CpuExecutor final : public Executor {
     }
     // FLOTILLA_PACK_WEIGHTS=0 reads the weights in the file map for a process (benchmarks
     // compare the two).
-    if (o.pack_weights && EnvOn("FLOTILLA_PACK_WEIGHTS")) CopyWeights();
+    if (has_kv() && o.pack_weights && EnvOn("FLOTILLA_PACK_WEIGHTS")) CopyWeights();
   }
 
   const LlamaConfig& config() const override { return c_; }
