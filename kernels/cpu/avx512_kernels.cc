@@ -576,6 +576,7 @@ void PackRowsOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t
 int64_t PackedRowBytes(DType w, int64_t K) {
   int64_t packed = 0, in_place = 0;
   if (w == DType::kQ8_0) {
+    if (avx512::Q8LaneLayout(K)) return K / kQK * Q8W::kBlockBytes;
     packed = Packed<Q8W>::RowBytes(K);
     in_place = K / kQK * Q8W::kBlockBytes;
   } else if (w == DType::kQ4_0) {
@@ -592,7 +593,13 @@ void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int
   const auto* in = static_cast<const uint8_t*>(src);
   auto* out = static_cast<uint8_t*>(dst);
   switch (w) {
-    case DType::kQ8_0: PackRowsOf<Q8W>(in, src_row_bytes, rows, K, out); break;
+    case DType::kQ8_0:
+      if (avx512::Q8LaneLayout(K)) {
+        avx512::PackQ8Lanes(in, src_row_bytes, rows, K, out);
+      } else {
+        PackRowsOf<Q8W>(in, src_row_bytes, rows, K, out);
+      }
+      break;
     case DType::kQ4_0: PackRowsOf<Q4W>(in, src_row_bytes, rows, K, out); break;
     case DType::kF32:
     case DType::kF16:
@@ -601,6 +608,17 @@ void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int
   }
 }
 
+// Packed Q8_0: sixteen-row groups where K allows (avx512_q8_lanes.cc), rows after the last
+// group as stored; octs otherwise.
+void MatMulQ8Packed(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  if (!avx512::Q8LaneLayout(a.K)) return MatMulQuant<Q8W, Packed<Q8W>>(a, n0, n1);
+  const int64_t grouped = a.N / 16 * 16;
+  avx512::MatMulQ8Lanes(a, n0, std::min(n1, grouped));
+  if (n1 > grouped) MatMulQuant<Q8W, InPlace<Q8W>>(a, std::max(n0, grouped), n1);
+}
+
+bool PackedSameBits(DType w, int64_t K) { return !(w == DType::kQ8_0 && avx512::Q8LaneLayout(K)); }
+
 KernelTable MakeTable() {
   KernelTable t{};
   t.isa = "avx512";
@@ -608,7 +626,8 @@ KernelTable MakeTable() {
   t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, InPlace<Q4W>>;
   t.packed_row_bytes = PackedRowBytes;
   t.pack_rows = PackRows;
-  t.matmul_packed[static_cast<int>(DType::kQ8_0)] = MatMulQuant<Q8W, Packed<Q8W>>;
+  t.matmul_packed[static_cast<int>(DType::kQ8_0)] = MatMulQ8Packed;
+  t.packed_same_bits = PackedSameBits;
   t.matmul_packed[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, Packed<Q4W>>;
   t.act_row_bytes = ActRowBytes;
   t.quantize_act = QuantizeAct;

@@ -96,7 +96,8 @@ struct KernelTable {
   // matmul_packed[w] reads faster: block-quantized rows with aligned loads instead of
   // regrouping ggml's blocks on every step; float rows interleaved in groups of four, so that a
   // tile of four rows reads one sequential stream instead of four. Its results equal
-  // matmul[w]'s on the original rows bit for bit.
+  // matmul[w]'s on the original rows bit for bit, except where packed_same_bits says otherwise
+  // (a layout that sums in another order: equal to rounding).
   // Bytes per packed row of K elements (a matrix of N rows takes N times that); 0: type w is not
   // packed at this K.
   int64_t (*packed_row_bytes)(DType w, int64_t K);
@@ -106,6 +107,8 @@ struct KernelTable {
   // end elsewhere than on such a multiple.
   void (*pack_rows)(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int64_t K, void* dst);
   MatMulFn matmul_packed[32];
+  // Whether matmul_packed[w] at K gives matmul[w]'s bits (nullptr: always).
+  bool (*packed_same_bits)(DType w, int64_t K) = nullptr;
 };
 
 // The form activations must take for a weight type: F32 or Q8_0.

@@ -4,6 +4,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -205,7 +207,8 @@ TEST_P(ExecutorTest, SingleTokenStepsEqualOneThreadInEitherThreadMode) {
 }
 
 // Weights copied at load (into the kernels' own row layout where the variant has one, as stored
-// otherwise): the same logits bit for bit as the weights read in the file map, for a prompt, a
+// otherwise): the same logits bit for bit as the weights read in the file map (to rounding where
+// the packed layout sums in another order, and then bit for bit at 1 and 2 threads), for a prompt, a
 // batch of decodes and single-token steps, at 1 and 2 threads, on the best kernels (AVX-512:
 // every type packed) and on AVX2 (no packed layout: copied as stored). A synthetic model wide enough to be packed
 // (stories260K's 64-wide rows are not).
@@ -225,6 +228,7 @@ TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
     ASSERT_TRUE(loaded.ok()) << loaded.status();
     std::shared_ptr<const LoadedModel> model = std::move(*loaded);
     for (const std::string& isa : isas) {
+      std::vector<float> packed_one_thread;
       for (int threads : {1, 2}) {
         std::vector<std::vector<float>> runs;
         for (bool pack : {false, true}) {
@@ -246,7 +250,27 @@ TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
           EXPECT_EQ(d.find("copied weights") != std::string::npos, pack && !packs) << d;
           ASSERT_NO_FATAL_FAILURE(LogitsOfSteps(**ex, runs.emplace_back()));
         }
-        EXPECT_EQ(runs[0], runs[1]) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
+        const kernels::cpu::KernelTable& kt =
+            isa.empty() ? kernels::cpu::BestKernels() : *kernels::cpu::KernelsByName(isa.c_str());
+        // Q4_0 models keep a Q8_0 output matrix (768 wide).
+        auto bits = [&](kernels::DType t, int64_t K) { return kt.packed_same_bits == nullptr || kt.packed_same_bits(t, K); };
+        const bool same_bits = bits(type, 768) && bits(type, 1024) && (type != kernels::DType::kQ4_0 || bits(kernels::DType::kQ8_0, 768));
+        if (same_bits) {
+          EXPECT_EQ(runs[0], runs[1]) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
+        } else {
+          // A layout that sums in another order: equal to rounding (which each layer's 8-bit
+          // activations can round to a neighbouring step: the CUDA agreement tests' 1e-3 NMSE
+          // bound for Q8_0, tenfold), and bit for bit the same on any number of threads.
+          ASSERT_EQ(runs[0].size(), runs[1].size());
+          double err = 0, ref = 0;
+          for (size_t i = 0; i < runs[0].size(); ++i) {
+            err += (runs[0][i] - runs[1][i]) * double{runs[0][i] - runs[1][i]};
+            ref += runs[0][i] * double{runs[0][i]};
+          }
+          EXPECT_LE(err / ref, 1e-4) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
+          if (threads == 1) packed_one_thread = runs[1];
+          if (threads == 2) EXPECT_EQ(runs[1], packed_one_thread) << kernels::Info(type).name << " isa=" << isa;
+        }
       }
     }
   }

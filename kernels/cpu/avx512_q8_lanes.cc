@@ -1,0 +1,179 @@
+// AVX-512 Q8_0 products over rows packed sixteen to a group, one output row per 32-bit lane.
+// Compiled with the AVX-512 variant's flags (kernels/CMakeLists.txt).
+//
+// The oct kernels (avx512_kernels.cc) put one block in each pair of lanes and one row in each
+// accumulator, so every (row, token) pair costs 4 VNNI products, a convert, a scale product and
+// an FMA per 256 weights, plus a horizontal sum at the end. Here a lane is a row: sixteen rows
+// share each vector, the activations are broadcast, and per block and token the sixteen rows
+// take 8 VNNI products, one add, one convert, one scale product and one FMA, with no horizontal
+// sums. The activations keep OctActFormat: a block's two lanes there become the two dot-product
+// chains here (the first started from both lanes' offset terms), so the same activation rows
+// feed both layouts (and the file layout's kernels for unpacked matrices).
+//
+// Layout of a whole group of 16 rows (16 x the file's row bytes, K a multiple of 256): per oct,
+// four pairs of block positions p (OctActFormat order), each pair 1,088 bytes (17 cache lines):
+//   [512 bytes: position p's 8 vectors][512: position p+1's][32: p's 16 f16 scales][32: p+1's]
+// Vector (e, j) of a position (e = 0, 1; j = 0..3; index 4e + j) holds in lane r the four
+// bytes that lane 2p + e of OctActFormat vector j holds, for row r of the group, offset by 128 to
+// unsigned. Rows after the last whole group are stored as in the file.
+//
+// Per output the arithmetic is fixed (octs in order, positions in order, the two chains added,
+// converted, scaled, accumulated), so a token's results do not depend on the batch, the tile or
+// the row split; they differ from the file layout's kernels by rounding (another summation
+// order).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include "kernels/cpu/act_format.h"
+#include "kernels/cpu/avx512_common.h"
+#include "kernels/quant.h"
+
+namespace flotilla::kernels::cpu {
+namespace {
+
+constexpr int64_t kRows = 16;
+constexpr int64_t kPairBytes = 1088;
+constexpr int64_t kOctGroupBytes = 4 * kPairBytes;  // 16 rows x 8 blocks x 34 bytes
+
+FLOTILLA_INLINE __m512i Bcast(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+// The offset terms of a block's two activation lanes, summed, times 128 (the weights' offset).
+FLOTILLA_INLINE __m512i BcastStart(const uint8_t* p) {
+  int32_t v[2];
+  std::memcpy(v, p, 8);
+  return _mm512_set1_epi32((v[0] + v[1]) * 128);
+}
+
+FLOTILLA_INLINE float LoadF(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// Tokens m..m+T-1 of row group g, added into f (lane r: row 16g + r).
+template <int T>
+FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512 (&f)[T]) {
+  const auto* base = static_cast<const uint8_t*>(a.w) + g * kRows * a.w_row_bytes;
+  const int64_t octs = a.K / 256;
+  // One token streams the groups in order: ask 4 KiB ahead. A full tile computes long enough
+  // per pair to ask for the same pair of the next group instead (the rows the next tile reads).
+  const int64_t ahead = T >= 8 ? kRows * a.w_row_bytes : kPrefetchBytes;
+  const uint8_t* xr[T];
+  for (int t = 0; t < T; ++t) xr[t] = static_cast<const uint8_t*>(a.x) + (m + t) * a.x_row_bytes;
+  for (int t = 0; t < T; ++t) f[t] = _mm512_setzero_ps();
+  for (int64_t o = 0; o < octs; ++o) {
+    for (int pp = 0; pp < 4; ++pp) {
+      const uint8_t* blk = base + o * kOctGroupBytes + pp * kPairBytes;
+      for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + ahead + b), _MM_HINT_T0);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const int p = 2 * pp + h;
+        const uint8_t* wv = blk + 512 * h;
+        __m512i w[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(wv + 64 * k);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 1024 + 32 * h)));
+#pragma GCC unroll 16
+        for (int t = 0; t < T; ++t) {
+          const uint8_t* x = xr[t] + o * OctActFormat::kOctBytes + 8 * p;
+          __m512i c0 = BcastStart(x + 256), c1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {
+            c0 = _mm512_dpbusd_epi32(c0, w[j], Bcast(x + 64 * j));
+            c1 = _mm512_dpbusd_epi32(c1, w[4 + j], Bcast(x + 64 * j + 4));
+          }
+          const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(LoadF(x + 320)));
+          f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), scale, f[t]);
+        }
+      }
+    }
+  }
+}
+
+// Stores rows [r0, r1) of the group (lanes r0 - 16g ..) for each token.
+template <int T>
+FLOTILLA_INLINE void StoreGroup(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0, int64_t r1, const __m512 (&f)[T]) {
+  const __mmask16 mask = static_cast<__mmask16>(((1u << (r1 - r0)) - 1) << (r0 - g * kRows));
+  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + (m + t) * a.ldy + g * kRows, mask, f[t]);
+}
+
+template <int T>
+FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0, int64_t r1) {
+  __m512 f[T];
+  GroupTile<T>(a, g, m, f);
+  StoreGroup<T>(a, g, m, r0, r1, f);
+}
+
+}  // namespace
+
+namespace avx512 {
+
+// FLOTILLA_Q8_LANES=0 keeps Q8_0 in octs: one-token products over sixteen-row groups measured
+// 3 % slower (1B decode at 2 threads, 10 alternating pairs, every one slower), batches and
+// prompts 15-18 % faster. Read once: a matrix's layout must not change while it is in use.
+bool Q8LaneLayout(int64_t K) {
+  static const bool on = [] {
+    const char* e = std::getenv("FLOTILLA_Q8_LANES");
+    return !(e && std::string_view(e) == "0");
+  }();
+  return on && K >= 256 && K % 256 == 0;
+}
+
+void PackQ8Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
+  const int64_t row_bytes = K / kQK * static_cast<int64_t>(sizeof(BlockQ8_0));
+  const int64_t octs = K / 256, groups = rows / kRows;
+  for (int64_t g = 0; g < groups; ++g) {
+    uint8_t* out = dst + g * kRows * row_bytes;
+    for (int64_t o = 0; o < octs; ++o) {
+      for (int p = 0; p < 8; ++p) {
+        uint8_t* pair = out + o * kOctGroupBytes + p / 2 * kPairBytes;
+        uint8_t* vecs = pair + 512 * (p % 2);
+        auto* scales = reinterpret_cast<uint16_t*>(pair + 1024 + 32 * (p % 2));
+        for (int64_t r = 0; r < kRows; ++r) {
+          const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src + (g * kRows + r) * src_row_bytes);
+          const BlockQ8_0& blk = blocks[o * 8 + OctActFormat::kOctPos[p]];
+          scales[r] = blk.d;
+          for (int e = 0; e < 2; ++e) {
+            for (int j = 0; j < 4; ++j) {
+              const int8_t* q = blk.qs + 8 * OctActFormat::kElemGroup[j] + 4 * e;
+              uint8_t* lane = vecs + 64 * (4 * e + j) + 4 * r;
+              for (int k = 0; k < 4; ++k) lane[k] = static_cast<uint8_t>(q[k]) ^ 0x80;
+            }
+          }
+        }
+      }
+    }
+  }
+  // Rows after the last whole group, as stored.
+  for (int64_t r = groups * kRows; r < rows; ++r) std::memcpy(dst + r * row_bytes, src + r * src_row_bytes, row_bytes);
+}
+
+void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  // Groups outermost: a group's rows (34 KiB at K = 2048) stay in cache for all its token tiles.
+  for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
+    const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);
+    int64_t m = 0;
+    for (; m + 8 <= a.M; m += 8) Tile<8>(a, g, m, r0, r1);
+    if (m + 4 <= a.M) {
+      Tile<4>(a, g, m, r0, r1);
+      m += 4;
+    }
+    switch (a.M - m) {
+      case 3: Tile<3>(a, g, m, r0, r1); break;
+      case 2: Tile<2>(a, g, m, r0, r1); break;
+      case 1: Tile<1>(a, g, m, r0, r1); break;
+      default: break;
+    }
+  }
+}
+
+}  // namespace avx512
+}  // namespace flotilla::kernels::cpu
