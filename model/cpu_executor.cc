@@ -189,8 +189,10 @@ class CpuExecutor final : public Executor {
     auto row_bytes = [&](const WeightMatrix& m) {
       return kernels::cpu::CanPack(kt_, m) ? kt_.packed_row_bytes(m.type, m.cols) : m.row_bytes;
     };
+    // Each matrix starts on 64 bytes (packed layouts are read with aligned loads).
+    auto span = [&](const WeightMatrix& m) { return (m.rows * row_bytes(m) + 63) / 64 * 64; };
     int64_t total = 0;
-    for (const WeightMatrix* m : ms) total += m->rows * row_bytes(*m);
+    for (const WeightMatrix* m : ms) total += span(*m);
     // 64 bytes past the end as for every buffer the kernels read with whole-vector loads.
     // FLOTILLA_HUGE_PAGES=0 keeps the copy on 4 KiB pages (benchmarks compare the two).
     if (!weights_.Allocate(total + 64, EnvOn("FLOTILLA_HUGE_PAGES"))) {
@@ -224,10 +226,11 @@ class CpuExecutor final : public Executor {
         // From the matrix start: a page shared with the previous chunk goes once both are done.
         file->Release(src, static_cast<size_t>(c1 * m->row_bytes));
       }
+      const int64_t bytes = span(*m);  // before row_bytes changes below
       m->data = dst;
       m->row_bytes = rb;
       m->packed = pack;
-      dst += m->rows * rb;
+      dst += bytes;
       ++(pack ? packed_matrices_ : copied_matrices_);
     }
   }

@@ -58,7 +58,7 @@ struct BenchWeights {
     matrix = {type, nullptr, rows, K, file_row_bytes};
     packed = packed && CanPack(Kt(), matrix);
     const int64_t row_bytes = packed ? Kt().packed_row_bytes(type, K) : file_row_bytes;
-    bytes = rows * row_bytes;
+    bytes = (rows * row_bytes + 63) / 64 * 64;  // every copy 64-byte aligned, as the executor places matrices
     copies = cold ? std::max<int64_t>(2, kColdBytes / bytes + 1) : 1;
     data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, copies * bytes)));
     if (packed) {
