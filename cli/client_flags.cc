@@ -3,12 +3,11 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/fleet_state.h"
+#include "common/read_file.h"
 
 namespace flotilla::cli {
 
@@ -39,14 +38,6 @@ absl::StatusOr<std::string> ResolveGateway(const ClientFlags& flags) {
   return state->gateway_grpc;
 }
 
-absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 absl::StatusOr<sdk::ClientOptions> MakeClientOptions(const ClientFlags& flags) {
   sdk::ClientOptions o;
   absl::StatusOr<std::string> target = ResolveGateway(flags);
@@ -58,7 +49,7 @@ absl::StatusOr<sdk::ClientOptions> MakeClientOptions(const ClientFlags& flags) {
   }
   o.tls.enabled = flags.tls || !flags.ca_file.empty() || !flags.tls_server_name.empty();
   if (!flags.ca_file.empty()) {
-    absl::StatusOr<std::string> pem = ReadTextFile(flags.ca_file);
+    absl::StatusOr<std::string> pem = ReadFileToString(flags.ca_file);
     if (!pem.ok()) return pem.status();
     o.tls.root_certs_pem = *pem;
   }

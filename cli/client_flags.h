@@ -37,7 +37,4 @@ absl::StatusOr<std::unique_ptr<sdk::Client>> MakeClient(const ClientFlags& flags
 // are several, or none yet).
 absl::StatusOr<std::string> ResolveModel(sdk::Client& client, const std::string& model);
 
-// Reads a whole file (certificates, keys).
-absl::StatusOr<std::string> ReadTextFile(const std::string& path);
-
 }  // namespace flotilla::cli

@@ -2,20 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
-#include <sstream>
 #include <string>
+
+#include "common/read_file.h"
 
 namespace flotilla {
 namespace {
-
-std::optional<std::string> ReadSmallFile(const char* path) {
-  std::ifstream f(path);
-  if (!f) return std::nullopt;
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -37,9 +29,9 @@ std::optional<int64_t> CgroupRemaining() {
   const char* pairs[][2] = {{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
                             {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
   for (const auto& p : pairs) {
-    const auto limit_text = ReadSmallFile(p[0]);
-    const auto usage_text = ReadSmallFile(p[1]);
-    if (!limit_text || !usage_text) continue;
+    const absl::StatusOr<std::string> limit_text = ReadFileToString(p[0]);
+    const absl::StatusOr<std::string> usage_text = ReadFileToString(p[1]);
+    if (!limit_text.ok() || !usage_text.ok()) continue;
     const auto limit = ParseCgroupBytes(*limit_text);
     const auto usage = ParseCgroupBytes(*usage_text);
     // v1 reports "no limit" as a huge number; anything past 2^60 is treated as none.
@@ -72,7 +64,7 @@ std::optional<int64_t> ParseCgroupBytes(std::string_view text) {
 
 std::optional<int64_t> AvailableMemoryBytes() {
   std::optional<int64_t> host;
-  if (const auto m = ReadSmallFile("/proc/meminfo")) host = ParseMemAvailable(*m);
+  if (const absl::StatusOr<std::string> m = ReadFileToString("/proc/meminfo"); m.ok()) host = ParseMemAvailable(*m);
   const std::optional<int64_t> group = CgroupRemaining();
   if (host && group) return std::min(*host, *group);
   return host ? host : group;

@@ -1,9 +1,8 @@
 #include "gateway/gateway.h"
 
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/read_file.h"
 #include "gateway/discovery.h"
 #include "gateway/grpc_service.h"
 #include "gateway/openai_front.h"
@@ -20,11 +19,9 @@ namespace flotilla::gateway {
 namespace {
 
 absl::StatusOr<std::string> ReadAll(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", what, " ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("cannot read ", what, " ", path));
+  return text;
 }
 
 }  // namespace

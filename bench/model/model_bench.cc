@@ -78,7 +78,9 @@ struct ChildArgs {
   int batch = 1;
   std::string isa;
   int context = 0;
-  bool interleave_bw = false;  // decode: also measure the roofline fraction alongside (see RunChild)
+  // decode: also measure the roofline fraction alongside; batch of several: also the ratio to
+  // one sequence at the same moment (see RunChild)
+  bool interleave_bw = false;
 };
 
 int Argmax(const float* x, int n) {

@@ -112,6 +112,9 @@ void PackFloatRows(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t r
 // 256: Q8LaneLayout), the same size as the file's rows; rows after the last whole group stay as
 // stored. MatMulQ8Lanes covers whole groups only (the caller runs the file layout's kernel on
 // the rows after them).
+constexpr int64_t kQ8LaneRows = 16;  // rows per group
+// Packed pieces start on multiples of kPackRowAlign rows, so no group straddles two pieces.
+static_assert(kPackRowAlign % kQ8LaneRows == 0);
 bool Q8LaneLayout(int64_t K);
 void PackQ8Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
 void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1);

@@ -612,7 +612,7 @@ void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int
 // group as stored; octs otherwise.
 void MatMulQ8Packed(const MatMulArgs& a, int64_t n0, int64_t n1) {
   if (!avx512::Q8LaneLayout(a.K)) return MatMulQuant<Q8W, Packed<Q8W>>(a, n0, n1);
-  const int64_t grouped = a.N / 16 * 16;
+  const int64_t grouped = a.N / avx512::kQ8LaneRows * avx512::kQ8LaneRows;
   avx512::MatMulQ8Lanes(a, n0, std::min(n1, grouped));
   if (n1 > grouped) MatMulQuant<Q8W, InPlace<Q8W>>(a, std::max(n0, grouped), n1);
 }

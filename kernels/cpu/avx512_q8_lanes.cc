@@ -35,7 +35,7 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-constexpr int64_t kRows = 16;
+constexpr int64_t kRows = avx512::kQ8LaneRows;
 constexpr int64_t kPairBytes = 1088;
 constexpr int64_t kOctGroupBytes = 4 * kPairBytes;  // 16 rows x 8 blocks x 34 bytes
 
