@@ -394,13 +394,14 @@ FLOTILLA_INLINE void QuantStep(Row (&rows)[R], const uint8_t* const* xp, __m512 
 // batch-16 product's samples sat on that loop. They ask instead, step by step, for the same
 // step of the next tile's rows (R rows on), so the next rows arrive while this tile computes:
 // Q8_0 5632 x 2048 at 16 tokens +25-30 %, at 128 tokens +10 %; 4-token tiles lost 15 % that way.
+// Rows n + r * row_stride: adjacent in a tile, far apart as one token's streams.
 template <class W, class L, int R, int T>
 FLOTILLA_INLINE void QuantTileSteps(const MatMulArgs& a, int64_t n, int64_t m, int64_t q0, int64_t q1, bool tail,
-                                    __m512 (&acc)[R][T]) {
+                                    __m512 (&acc)[R][T], int64_t row_stride = 1) {
   using Row = typename L::Row;
   Row rows[R];
   for (int r = 0; r < R; ++r) {
-    rows[r] = Row(a, n + r);
+    rows[r] = Row(a, n + r * row_stride);
     rows[r].Skip(q0);
     if constexpr (T < 8) rows[r].Prefetch(q0 == 0 && q1 == L::Steps(a.K) ? a.w_row_bytes : (q1 - q0) * W::kPackedBytes);
   }
@@ -420,10 +421,10 @@ FLOTILLA_INLINE void QuantTileSteps(const MatMulArgs& a, int64_t n, int64_t m, i
 
 // The accumulators of rows n..n+R-1 x tokens m..m+T-1 over all of K.
 template <class W, class L, int R, int T>
-FLOTILLA_INLINE void QuantTileAcc(const MatMulArgs& a, int64_t n, int64_t m, __m512 (&acc)[R][T]) {
+FLOTILLA_INLINE void QuantTileAcc(const MatMulArgs& a, int64_t n, int64_t m, __m512 (&acc)[R][T], int64_t row_stride = 1) {
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  QuantTileSteps<W, L, R, T>(a, n, m, 0, L::Steps(a.K), L::Rem(a.K) > 0, acc);
+  QuantTileSteps<W, L, R, T>(a, n, m, 0, L::Steps(a.K), L::Rem(a.K) > 0, acc, row_stride);
 }
 
 template <class W, class L, int R, int T>
@@ -433,11 +434,27 @@ void QuantTile(const MatMulArgs& a, int64_t n, int64_t m) {
   StoreTileSums<R, T>(acc, a.y, a.ldy, n, m);
 }
 
-// One token: rows one after another (one sequential stream), their sums taken sixteen rows at a
-// time by one Reduce16 (a horizontal sum per row was ~12 % of a Q4_0 row of K = 2048).
+// One token: two streams side by side, one over each half of the rows' whole 16-row chunks, then
+// the rows left over one after another; each row's sum is taken sixteen rows at a time by one
+// Reduce16 (a horizontal sum per row was ~12 % of a Q4_0 row of K = 2048). One sequential stream
+// kept too few misses in flight to reach the bandwidth a plain read loop gets: 1B Q4_0 decode at
+// 2 threads, alternating runs, two streams 1.08x one (every pair faster; roofline 0.77 -> 0.84),
+// three 0.92x two, four 0.87x two (each row asks for all its bytes at once: more streams
+// burst more misses than the queues hold).
 template <class W, class L>
 void QuantRowsOneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  int64_t n = n0;
+  constexpr int S = 2;
+  const int64_t per = (n1 - n0) / 16 / S;
+  for (int64_t k = 0; k < per; ++k) {
+    __m512 v[S][16];
+    for (int i = 0; i < 16; ++i) {
+      __m512 acc[S][1];  // each row's arithmetic is QuantTileAcc<1, 1>'s: S does not change a bit
+      QuantTileAcc<W, L, S, 1>(a, n0 + k * 16 + i, 0, acc, per * 16);
+      for (int s = 0; s < S; ++s) v[s][i] = acc[s][0];
+    }
+    for (int s = 0; s < S; ++s) _mm512_storeu_ps(a.y + n0 + (s * per + k) * 16, Reduce16(v[s]));
+  }
+  int64_t n = n0 + S * per * 16;
   for (; n + 16 <= n1; n += 16) {
     __m512 v[16];
     for (int i = 0; i < 16; ++i) {
@@ -523,8 +540,8 @@ FLOTILLA_INLINE void QuantRows(const MatMulArgs& a, int64_t n0, int64_t n1) {
   }
 }
 
-// Decode (M < 4): one row at a time for all tokens (one sequential stream; several interleaved
-// short row streams measured up to 25 % slower); one token sums 16 rows at a time. Batches:
+// Decode (M < 4): one token as QuantRowsOneToken says; 2-3 tokens one row at a time (one
+// sequential stream; several interleaved short row streams measured up to 25 % slower). Batches:
 // tiles of 2 rows x 8 tokens (16 accumulators, 8 weight vectors and 2 scale vectors in
 // registers; activations read from L1), by row blocks and K chunks as QuantRows says.
 template <class W, class L>

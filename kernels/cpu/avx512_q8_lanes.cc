@@ -112,13 +112,86 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
   StoreGroup<T>(a, g, m, r0, r1, f);
 }
 
+// One token streams weights from memory at a pace set by how many lines are in flight. Reading
+// the thread's groups as one sequential stream left the product short of the bandwidth the host
+// gives a plain read loop; reading four streams at once (the groups of four quarters of the
+// thread's rows side by side, each asking 2 KiB ahead) keeps more misses in flight.
+// 1B Q8_0 decode at 2 threads, alternating runs: one stream 0.975x the file layout's rows
+// (roofline 0.81), two 1.04x, four 1.10x (0.84-0.89), six 0.88x, eight 0.78x; 4 KiB ahead
+// 0.97x of 2 KiB.
+constexpr int kOneTokenStreams = 4;
+constexpr int64_t kOneTokenAhead = 2048;
+
+// Token 0 of the groups g[0..S-1] at once (lane r of f[i]: row 16 g[i] + r). Each group's
+// arithmetic is GroupTile<1>'s, in the same order, so the results do not depend on S.
+template <int S>
+FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], __m512 (&f)[S]) {
+  const int64_t gbytes = kRows * a.w_row_bytes;
+  const uint8_t* base[S];
+  for (int i = 0; i < S; ++i) base[i] = static_cast<const uint8_t*>(a.w) + g[i] * gbytes;
+  const auto* xr = static_cast<const uint8_t*>(a.x);
+  const int64_t octs = a.K / 256;
+  for (int i = 0; i < S; ++i) f[i] = _mm512_setzero_ps();
+  for (int64_t o = 0; o < octs; ++o) {
+    for (int pp = 0; pp < 4; ++pp) {
+      const uint8_t* blk[S];
+      for (int i = 0; i < S; ++i) blk[i] = base[i] + o * kOctGroupBytes + pp * kPairBytes;
+      for (int i = 0; i < S; ++i) {
+        for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk[i] + kOneTokenAhead + b), _MM_HINT_T0);
+      }
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* x = xr + o * OctActFormat::kOctBytes + 8 * (2 * pp + h);
+        const __m512 xs = _mm512_set1_ps(LoadF(x + 320));
+#pragma GCC unroll 4
+        for (int i = 0; i < S; ++i) {
+          const uint8_t* wv = blk[i] + 512 * h;
+          __m512i c0 = BcastStart(x + 256), c1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) {
+            c0 = _mm512_dpbusd_epi32(c0, _mm512_load_si512(wv + 64 * j), Bcast(x + 64 * j));
+            c1 = _mm512_dpbusd_epi32(c1, _mm512_load_si512(wv + 64 * (4 + j)), Bcast(x + 64 * j + 4));
+          }
+          const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 1024 + 32 * h)));
+          f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), _mm512_mul_ps(dw, xs), f[i]);
+        }
+      }
+    }
+  }
+}
+
+// Rows [n0, n1) for one token: S streams, one over each S-th of the groups, side by side; the
+// groups left over one at a time.
+template <int S>
+void OneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  const int64_t g0 = n0 / kRows, g1 = (n1 + kRows - 1) / kRows, per = (g1 - g0) / S;
+  auto store = [&](int64_t g, __m512 v) {
+    const __m512 f[1] = {v};
+    StoreGroup<1>(a, g, 0, std::max(n0, g * kRows), std::min(n1, (g + 1) * kRows), f);
+  };
+  for (int64_t k = 0; k < per; ++k) {
+    int64_t g[S];
+    __m512 f[S];
+    for (int i = 0; i < S; ++i) g[i] = g0 + i * per + k;
+    GroupsOneToken<S>(a, g, f);
+    for (int i = 0; i < S; ++i) store(g[i], f[i]);
+  }
+  for (int64_t g = g0 + S * per; g < g1; ++g) {
+    const int64_t one[1] = {g};
+    __m512 f[1];
+    GroupsOneToken<1>(a, one, f);
+    store(g, f[0]);
+  }
+}
+
 }  // namespace
 
 namespace avx512 {
 
-// FLOTILLA_Q8_LANES=0 keeps Q8_0 in octs: one-token products over sixteen-row groups measured
-// 3 % slower (1B decode at 2 threads, 10 alternating pairs, every one slower), batches and
-// prompts 15-18 % faster. Read once: a matrix's layout must not change while it is in use.
+// FLOTILLA_Q8_LANES=0 keeps Q8_0 in octs, for comparison: batches and prompts run 15-18 % slower
+// there, and one token no faster (1B decode at 2 threads, alternating runs: 0.853 of the
+// roofline against the row groups' 0.859 with four streams; with one stream the row groups had
+// been 3 % slower). Read once: a matrix's layout must not change while it is in use.
 bool Q8LaneLayout(int64_t K) {
   static const bool on = [] {
     const char* e = std::getenv("FLOTILLA_Q8_LANES");
@@ -157,6 +230,7 @@ void PackQ8Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_
 }
 
 void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  if (a.M == 1) return OneToken<kOneTokenStreams>(a, n0, n1);
   // Groups outermost: a group's rows (34 KiB at K = 2048) stay in cache for all its token tiles.
   for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
     const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);

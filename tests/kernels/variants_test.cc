@@ -51,7 +51,8 @@ void RunMatMul(const KernelTable& kt, DType type, const Shape& s, const std::vec
 
 TEST_P(VariantTest, MatMulEveryTypeAndShape) {
   const std::vector<Shape> float_shapes = {{1, 8, 1}, {7, 172, 1}, {33, 172, 5}, {64, 64, 4}, {13, 3, 2}, {130, 2048, 3}, {5, 17, 9}};
-  const std::vector<Shape> quant_shapes = {{1, 32, 1}, {7, 64, 1}, {33, 96, 5}, {64, 64, 4}, {130, 2048, 3}, {17, 5632, 2}, {5, 32, 17}};
+  const std::vector<Shape> quant_shapes = {{1, 32, 1},    {7, 64, 1},    {33, 96, 5}, {64, 64, 4},
+                                           {130, 2048, 3}, {17, 5632, 2}, {5, 32, 17}, {70, 256, 1}};
   uint64_t seed = 1;
   for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0}) {
     for (const Shape& s : IsBlockQuantized(type) ? quant_shapes : float_shapes) {
@@ -199,7 +200,9 @@ TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResults) {
       const bool same_bits = fast_->packed_same_bits == nullptr || fast_->packed_same_bits(type, K);
       if (quant) EXPECT_EQ(prb * kPackRowAlign % 64, 0) << "packed pieces start 64-byte aligned";
       EXPECT_LE(prb * 16, RowBytes(type, K) * 17) << "padding stays within 1/16 of the row";
-      for (int64_t rows : {1, 3, 18, 37}) {
+      // 117 rows: seven row groups and five rows more, so one-token products run their several
+      // streams side by side (avx512_q8_lanes.cc) with groups and rows left over.
+      for (int64_t rows : {1, 3, 18, 37, 117}) {
         const auto w = RandomWeights(type, rows, K, seed++);
         // Guard bytes after the packed rows must stay untouched.
         std::vector<uint8_t> buf(rows * prb + 64 + 128, 0xA5);
@@ -225,6 +228,13 @@ TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResults) {
           MatMulFor(*fast_, pw)(MakeMatMulArgs(*fast_, pw, in, K, M, got.data(), rows), 0, rows);
           const MatMulArgs sa = MakeMatMulArgs(*fast_, pw, in, K, M, split.data(), rows);
           for (int64_t r0 = 0; r0 < rows; r0 += 7) MatMulFor(*fast_, pw)(sa, r0, std::min(rows, r0 + 7));
+          // And in three ranges, the middle one starting and ending inside row groups.
+          std::vector<float> split3(rows * M, -5.0f);
+          const MatMulArgs sa3 = MakeMatMulArgs(*fast_, pw, in, K, M, split3.data(), rows);
+          const int64_t c0 = std::min<int64_t>(rows, 5), c1 = std::min<int64_t>(rows, 90);
+          for (auto [r0, r1] : {std::pair{int64_t{0}, c0}, std::pair{c0, c1}, std::pair{c1, rows}}) {
+            if (r0 < r1) MatMulFor(*fast_, pw)(sa3, r0, r1);
+          }
           if (same_bits) {
             ASSERT_EQ(got, want) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M;
           } else {
@@ -241,6 +251,7 @@ TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResults) {
             for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(alone[r], got[(M - 1) * rows + r]) << "K=" << K << " M=" << M;
           }
           ASSERT_EQ(split, got) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M << ": split";
+          ASSERT_EQ(split3, got) << Info(type).name << " rows=" << rows << " K=" << K << " M=" << M << ": three ranges";
         }
       }
     }
