@@ -116,9 +116,9 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
 // the thread's groups as one sequential stream left the product short of the bandwidth the host
 // gives a plain read loop; reading four streams at once (the groups of four quarters of the
 // thread's rows side by side, each asking 2 KiB ahead) keeps more misses in flight.
-// 1B Q8_0 decode at 2 threads, alternating runs: one stream 0.975x the file layout's rows
-// (roofline 0.81), two 1.04x, four 1.10x (0.84-0.89), six 0.88x, eight 0.78x; 4 KiB ahead
-// 0.97x of 2 KiB.
+// 1B Q8_0 decode at 2 threads, alternating runs, against the file layout's rows: one stream
+// 0.975x (roofline 0.81), two 1.04x, four 1.10x (0.84-0.89); six and eight 0.88x and 0.78x of
+// four; 4 KiB ahead 0.97x of 2 KiB.
 constexpr int kOneTokenStreams = 4;
 constexpr int64_t kOneTokenAhead = 2048;
 
