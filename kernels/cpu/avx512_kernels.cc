@@ -597,6 +597,7 @@ int64_t PackedRowBytes(DType w, int64_t K) {
     packed = Packed<Q8W>::RowBytes(K);
     in_place = K / kQK * Q8W::kBlockBytes;
   } else if (w == DType::kQ4_0) {
+    if (avx512::Q4LaneLayout(K)) return K / kQK * Q4W::kBlockBytes;
     packed = Packed<Q4W>::RowBytes(K);
     in_place = K / kQK * Q4W::kBlockBytes;
   } else if (w == DType::kF32 || w == DType::kF16 || w == DType::kBF16) {
@@ -617,7 +618,13 @@ void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int
         PackRowsOf<Q8W>(in, src_row_bytes, rows, K, out);
       }
       break;
-    case DType::kQ4_0: PackRowsOf<Q4W>(in, src_row_bytes, rows, K, out); break;
+    case DType::kQ4_0:
+      if (avx512::Q4LaneLayout(K)) {
+        avx512::PackQ4Lanes(in, src_row_bytes, rows, K, out);
+      } else {
+        PackRowsOf<Q4W>(in, src_row_bytes, rows, K, out);
+      }
+      break;
     case DType::kF32:
     case DType::kF16:
     case DType::kBF16: avx512::PackFloatRows(w, in, src_row_bytes, rows, K, out); break;
@@ -625,16 +632,26 @@ void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int
   }
 }
 
-// Packed Q8_0: sixteen-row groups where K allows (avx512_q8_lanes.cc), rows after the last
+// Packed Q8_0: sixteen-row groups where K allows (avx512_lanes.cc), rows after the last
 // group as stored; octs otherwise.
 void MatMulQ8Packed(const MatMulArgs& a, int64_t n0, int64_t n1) {
   if (!avx512::Q8LaneLayout(a.K)) return MatMulQuant<Q8W, Packed<Q8W>>(a, n0, n1);
-  const int64_t grouped = a.N / avx512::kQ8LaneRows * avx512::kQ8LaneRows;
+  const int64_t grouped = a.N / avx512::kLaneRows * avx512::kLaneRows;
   avx512::MatMulQ8Lanes(a, n0, std::min(n1, grouped));
   if (n1 > grouped) MatMulQuant<Q8W, InPlace<Q8W>>(a, std::max(n0, grouped), n1);
 }
 
-bool PackedSameBits(DType w, int64_t K) { return !(w == DType::kQ8_0 && avx512::Q8LaneLayout(K)); }
+// Packed Q4_0: likewise.
+void MatMulQ4Packed(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  if (!avx512::Q4LaneLayout(a.K)) return MatMulQuant<Q4W, Packed<Q4W>>(a, n0, n1);
+  const int64_t grouped = a.N / avx512::kLaneRows * avx512::kLaneRows;
+  avx512::MatMulQ4Lanes(a, n0, std::min(n1, grouped));
+  if (n1 > grouped) MatMulQuant<Q4W, InPlace<Q4W>>(a, std::max(n0, grouped), n1);
+}
+
+bool PackedSameBits(DType w, int64_t K) {
+  return !(w == DType::kQ8_0 && avx512::Q8LaneLayout(K)) && !(w == DType::kQ4_0 && avx512::Q4LaneLayout(K));
+}
 
 KernelTable MakeTable() {
   KernelTable t{};
@@ -645,7 +662,7 @@ KernelTable MakeTable() {
   t.pack_rows = PackRows;
   t.matmul_packed[static_cast<int>(DType::kQ8_0)] = MatMulQ8Packed;
   t.packed_same_bits = PackedSameBits;
-  t.matmul_packed[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, Packed<Q4W>>;
+  t.matmul_packed[static_cast<int>(DType::kQ4_0)] = MatMulQ4Packed;
   t.act_row_bytes = ActRowBytes;
   t.quantize_act = QuantizeAct;
   t.act_to_q8_0 = ActToQ8;

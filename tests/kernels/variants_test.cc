@@ -198,10 +198,12 @@ TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResults) {
       if (prb == 0) continue;  // padding would cost more than 1/16 of the row
       ++packed_shapes;
       const bool same_bits = fast_->packed_same_bits == nullptr || fast_->packed_same_bits(type, K);
-      if (quant) EXPECT_EQ(prb * kPackRowAlign % 64, 0) << "packed pieces start 64-byte aligned";
+      if (quant) {
+        EXPECT_EQ(prb * kPackRowAlign % 64, 0) << "packed pieces start 64-byte aligned";
+      }
       EXPECT_LE(prb * 16, RowBytes(type, K) * 17) << "padding stays within 1/16 of the row";
       // 117 rows: seven row groups and five rows more, so one-token products run their several
-      // streams side by side (avx512_q8_lanes.cc) with groups and rows left over.
+      // streams side by side (avx512_lanes.cc) with groups and rows left over.
       for (int64_t rows : {1, 3, 18, 37, 117}) {
         const auto w = RandomWeights(type, rows, K, seed++);
         // Guard bytes after the packed rows must stay untouched.

@@ -1,5 +1,5 @@
-// AVX-512 Q8_0 products over rows packed sixteen to a group, one output row per 32-bit lane.
-// Compiled with the AVX-512 variant's flags (kernels/CMakeLists.txt).
+// AVX-512 Q8_0 and Q4_0 products over rows packed sixteen to a group, one output row per 32-bit
+// lane. Compiled with the AVX-512 variant's flags (kernels/CMakeLists.txt).
 //
 // The oct kernels (avx512_kernels.cc) put one block in each pair of lanes and one row in each
 // accumulator, so every (row, token) pair costs 4 VNNI products, a convert, a scale product and
@@ -11,11 +11,14 @@
 // feed both layouts (and the file layout's kernels for unpacked matrices).
 //
 // Layout of a whole group of 16 rows (16 x the file's row bytes, K a multiple of 256): per oct,
-// four pairs of block positions p (OctActFormat order), each pair 1,088 bytes (17 cache lines):
+// four pairs of block positions p (OctActFormat order). Q8_0, each pair 1,088 bytes (17 lines):
 //   [512 bytes: position p's 8 vectors][512: position p+1's][32: p's 16 f16 scales][32: p+1's]
 // Vector (e, j) of a position (e = 0, 1; j = 0..3; index 4e + j) holds in lane r the four
-// bytes that lane 2p + e of OctActFormat vector j holds, for row r of the group, offset by 128 to
-// unsigned. Rows after the last whole group are stored as in the file.
+// weights that meet lane 2p + e of OctActFormat vector j, for row r of the group, offset by 128
+// to unsigned. Q4_0, each pair 576 bytes (9 lines): the same with each position's 8 vectors
+// as 4 of nibbles (256 bytes), vector j's low nibbles being vector (0, j) and its high nibbles
+// vector (1, j), values 0..15 as ggml stores them (offset 8). Rows after the last whole group
+// are stored as in the file.
 //
 // Per output the arithmetic is fixed (octs in order, positions in order, the two chains added,
 // converted, scaled, accumulated), so a token's results do not depend on the batch, the tile or
@@ -35,9 +38,7 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-constexpr int64_t kRows = avx512::kQ8LaneRows;
-constexpr int64_t kPairBytes = 1088;
-constexpr int64_t kOctGroupBytes = 4 * kPairBytes;  // 16 rows x 8 blocks x 34 bytes
+constexpr int64_t kRows = avx512::kLaneRows;
 
 FLOTILLA_INLINE __m512i Bcast(const uint8_t* p) {
   int32_t v;
@@ -45,11 +46,88 @@ FLOTILLA_INLINE __m512i Bcast(const uint8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// The offset terms of a block's two activation lanes, summed, times 128 (the weights' offset).
+// The offset terms of a block's two activation lanes, summed, times the weights' offset.
+template <class W>
 FLOTILLA_INLINE __m512i BcastStart(const uint8_t* p) {
   int32_t v[2];
   std::memcpy(v, p, 8);
-  return _mm512_set1_epi32((v[0] + v[1]) * 128);
+  return _mm512_set1_epi32((v[0] + v[1]) * W::kOffset);
+}
+
+// A weight type's group layout: its blocks, the bytes of a position's vectors, the offset that
+// makes its values unsigned. A pair of positions: both positions' vectors, then 2 x 32 bytes of
+// scales.
+template <class B, int64_t kVec, int32_t kOff>
+struct LaneFormat {
+  using Block = B;
+  static constexpr int64_t kVecBytes = kVec;
+  static constexpr int64_t kPairBytes = 2 * kVecBytes + 64;
+  static constexpr int32_t kOffset = kOff;
+};
+
+// Q8_0: a position's 8 vectors as stored (values offset by 128). Pair: 1,088 bytes.
+struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128> {
+  static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(v + 64 * k);
+  }
+  // Row r's part of a position's vectors, from its block.
+  static void Fill(const Block& blk, uint8_t* vecs, int64_t r) {
+    for (int e = 0; e < 2; ++e) {
+      for (int j = 0; j < 4; ++j) {
+        const int8_t* q = blk.qs + 8 * OctActFormat::kElemGroup[j] + 4 * e;
+        uint8_t* lane = vecs + 64 * (4 * e + j) + 4 * r;
+        for (int k = 0; k < 4; ++k) lane[k] = static_cast<uint8_t>(q[k]) ^ 0x80;
+      }
+    }
+  }
+};
+
+// Q4_0: a position's 8 vectors as nibbles in 4 (vector j's low nibbles are vector j, its high
+// nibbles vector 4 + j; values 0..15 as ggml stores them, offset by 8). Pair: 576 bytes.
+struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8> {
+  static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
+    const __m512i m = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m512i p = _mm512_load_si512(v + 64 * j);
+      w[j] = _mm512_and_si512(p, m);
+      w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m);
+    }
+  }
+  static void Fill(const Block& blk, uint8_t* vecs, int64_t r) {
+    auto elem = [&](int i) { return i < 16 ? blk.qs[i] & 0x0F : blk.qs[i - 16] >> 4; };
+    for (int j = 0; j < 4; ++j) {
+      const int first = 8 * OctActFormat::kElemGroup[j];
+      uint8_t* lane = vecs + 64 * j + 4 * r;
+      for (int k = 0; k < 4; ++k) lane[k] = static_cast<uint8_t>(elem(first + k) | elem(first + 4 + k) << 4);
+    }
+  }
+};
+
+// Packs rows (whole groups as above; rows after the last group as stored).
+template <class W>
+void PackLanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
+  using Block = typename W::Block;
+  const int64_t row_bytes = K / kQK * static_cast<int64_t>(sizeof(Block));
+  const int64_t octs = K / 256, groups = rows / kRows;
+  for (int64_t g = 0; g < groups; ++g) {
+    uint8_t* out = dst + g * kRows * row_bytes;
+    for (int64_t o = 0; o < octs; ++o) {
+      for (int p = 0; p < 8; ++p) {
+        uint8_t* pair = out + (4 * o + p / 2) * W::kPairBytes;
+        uint8_t* vecs = pair + W::kVecBytes * (p % 2);
+        auto* scales = reinterpret_cast<uint16_t*>(pair + 2 * W::kVecBytes + 32 * (p % 2));
+        for (int64_t r = 0; r < kRows; ++r) {
+          const auto* blocks = reinterpret_cast<const Block*>(src + (g * kRows + r) * src_row_bytes);
+          const Block& blk = blocks[o * 8 + OctActFormat::kOctPos[p]];
+          scales[r] = blk.d;
+          W::Fill(blk, vecs, r);
+        }
+      }
+    }
+  }
+  for (int64_t r = groups * kRows; r < rows; ++r) std::memcpy(dst + r * row_bytes, src + r * src_row_bytes, row_bytes);
 }
 
 FLOTILLA_INLINE float LoadF(const uint8_t* p) {
@@ -59,8 +137,9 @@ FLOTILLA_INLINE float LoadF(const uint8_t* p) {
 }
 
 // Tokens m..m+T-1 of row group g, added into f (lane r: row 16g + r).
-template <int T>
+template <class W, int T>
 FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512 (&f)[T]) {
+  constexpr int64_t kPairBytes = W::kPairBytes, kOctGroupBytes = 4 * kPairBytes;
   const auto* base = static_cast<const uint8_t*>(a.w) + g * kRows * a.w_row_bytes;
   const int64_t octs = a.K / 256;
   // One token streams the groups in order: ask 4 KiB ahead. A full tile computes long enough
@@ -76,15 +155,13 @@ FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
         const int p = 2 * pp + h;
-        const uint8_t* wv = blk + 512 * h;
         __m512i w[8];
-#pragma GCC unroll 8
-        for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(wv + 64 * k);
-        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 1024 + 32 * h)));
+        W::Load(blk + W::kVecBytes * h, w);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2 * W::kVecBytes + 32 * h)));
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
           const uint8_t* x = xr[t] + o * OctActFormat::kOctBytes + 8 * p;
-          __m512i c0 = BcastStart(x + 256), c1 = _mm512_setzero_si512();
+          __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
           for (int j = 0; j < 4; ++j) {
             c0 = _mm512_dpbusd_epi32(c0, w[j], Bcast(x + 64 * j));
@@ -105,10 +182,10 @@ FLOTILLA_INLINE void StoreGroup(const MatMulArgs& a, int64_t g, int64_t m, int64
   for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + (m + t) * a.ldy + g * kRows, mask, f[t]);
 }
 
-template <int T>
+template <class W, int T>
 FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0, int64_t r1) {
   __m512 f[T];
-  GroupTile<T>(a, g, m, f);
+  GroupTile<W, T>(a, g, m, f);
   StoreGroup<T>(a, g, m, r0, r1, f);
 }
 
@@ -124,8 +201,9 @@ constexpr int64_t kOneTokenAhead = 2048;
 
 // Token 0 of the groups g[0..S-1] at once (lane r of f[i]: row 16 g[i] + r). Each group's
 // arithmetic is GroupTile<1>'s, in the same order, so the results do not depend on S.
-template <int S>
+template <class W, int S>
 FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], __m512 (&f)[S]) {
+  constexpr int64_t kPairBytes = W::kPairBytes, kOctGroupBytes = 4 * kPairBytes;
   const int64_t gbytes = kRows * a.w_row_bytes;
   const uint8_t* base[S];
   for (int i = 0; i < S; ++i) base[i] = static_cast<const uint8_t*>(a.w) + g[i] * gbytes;
@@ -145,14 +223,15 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
         const __m512 xs = _mm512_set1_ps(LoadF(x + 320));
 #pragma GCC unroll 4
         for (int i = 0; i < S; ++i) {
-          const uint8_t* wv = blk[i] + 512 * h;
-          __m512i c0 = BcastStart(x + 256), c1 = _mm512_setzero_si512();
+          __m512i w[8];
+          W::Load(blk[i] + W::kVecBytes * h, w);
+          __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
           for (int j = 0; j < 4; ++j) {
-            c0 = _mm512_dpbusd_epi32(c0, _mm512_load_si512(wv + 64 * j), Bcast(x + 64 * j));
-            c1 = _mm512_dpbusd_epi32(c1, _mm512_load_si512(wv + 64 * (4 + j)), Bcast(x + 64 * j + 4));
+            c0 = _mm512_dpbusd_epi32(c0, w[j], Bcast(x + 64 * j));
+            c1 = _mm512_dpbusd_epi32(c1, w[4 + j], Bcast(x + 64 * j + 4));
           }
-          const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 1024 + 32 * h)));
+          const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
           f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), _mm512_mul_ps(dw, xs), f[i]);
         }
       }
@@ -162,7 +241,7 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
 
 // Rows [n0, n1) for one token: S streams, one over each S-th of the groups, side by side; the
 // groups left over one at a time.
-template <int S>
+template <class W, int S>
 void OneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
   const int64_t g0 = n0 / kRows, g1 = (n1 + kRows - 1) / kRows, per = (g1 - g0) / S;
   auto store = [&](int64_t g, __m512 v) {
@@ -173,13 +252,13 @@ void OneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
     int64_t g[S];
     __m512 f[S];
     for (int i = 0; i < S; ++i) g[i] = g0 + i * per + k;
-    GroupsOneToken<S>(a, g, f);
+    GroupsOneToken<W, S>(a, g, f);
     for (int i = 0; i < S; ++i) store(g[i], f[i]);
   }
   for (int64_t g = g0 + S * per; g < g1; ++g) {
     const int64_t one[1] = {g};
     __m512 f[1];
-    GroupsOneToken<1>(a, one, f);
+    GroupsOneToken<W, 1>(a, one, f);
     store(g, f[0]);
   }
 }
@@ -188,66 +267,62 @@ void OneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
 
 namespace avx512 {
 
+namespace {
+// Read once: a matrix's layout must not change while it is in use.
+bool EnvNotZero(const char* name) {
+  const char* e = std::getenv(name);
+  return !(e && std::string_view(e) == "0");
+}
+}  // namespace
+
 // FLOTILLA_Q8_LANES=0 keeps Q8_0 in octs, for comparison: batches and prompts run 15-18 % slower
 // there, and one token no faster (1B decode at 2 threads, alternating runs: 0.853 of the
 // roofline against the row groups' 0.859 with four streams; with one stream the row groups had
-// been 3 % slower). Read once: a matrix's layout must not change while it is in use.
+// been 3 % slower).
 bool Q8LaneLayout(int64_t K) {
-  static const bool on = [] {
-    const char* e = std::getenv("FLOTILLA_Q8_LANES");
-    return !(e && std::string_view(e) == "0");
-  }();
+  static const bool on = EnvNotZero("FLOTILLA_Q8_LANES");
   return on && K >= 256 && K % 256 == 0;
 }
 
 void PackQ8Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
-  const int64_t row_bytes = K / kQK * static_cast<int64_t>(sizeof(BlockQ8_0));
-  const int64_t octs = K / 256, groups = rows / kRows;
-  for (int64_t g = 0; g < groups; ++g) {
-    uint8_t* out = dst + g * kRows * row_bytes;
-    for (int64_t o = 0; o < octs; ++o) {
-      for (int p = 0; p < 8; ++p) {
-        uint8_t* pair = out + o * kOctGroupBytes + p / 2 * kPairBytes;
-        uint8_t* vecs = pair + 512 * (p % 2);
-        auto* scales = reinterpret_cast<uint16_t*>(pair + 1024 + 32 * (p % 2));
-        for (int64_t r = 0; r < kRows; ++r) {
-          const auto* blocks = reinterpret_cast<const BlockQ8_0*>(src + (g * kRows + r) * src_row_bytes);
-          const BlockQ8_0& blk = blocks[o * 8 + OctActFormat::kOctPos[p]];
-          scales[r] = blk.d;
-          for (int e = 0; e < 2; ++e) {
-            for (int j = 0; j < 4; ++j) {
-              const int8_t* q = blk.qs + 8 * OctActFormat::kElemGroup[j] + 4 * e;
-              uint8_t* lane = vecs + 64 * (4 * e + j) + 4 * r;
-              for (int k = 0; k < 4; ++k) lane[k] = static_cast<uint8_t>(q[k]) ^ 0x80;
-            }
-          }
-        }
-      }
-    }
-  }
-  // Rows after the last whole group, as stored.
-  for (int64_t r = groups * kRows; r < rows; ++r) std::memcpy(dst + r * row_bytes, src + r * src_row_bytes, row_bytes);
+  PackLanes<Q8Lanes>(src, src_row_bytes, rows, K, dst);
 }
 
-void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  if (a.M == 1) return OneToken<kOneTokenStreams>(a, n0, n1);
+template <class W>
+void MatMulLanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  if (a.M == 1) return OneToken<W, kOneTokenStreams>(a, n0, n1);
   // Groups outermost: a group's rows (34 KiB at K = 2048) stay in cache for all its token tiles.
   for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
     const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);
     int64_t m = 0;
-    for (; m + 8 <= a.M; m += 8) Tile<8>(a, g, m, r0, r1);
+    for (; m + 8 <= a.M; m += 8) Tile<W, 8>(a, g, m, r0, r1);
     if (m + 4 <= a.M) {
-      Tile<4>(a, g, m, r0, r1);
+      Tile<W, 4>(a, g, m, r0, r1);
       m += 4;
     }
     switch (a.M - m) {
-      case 3: Tile<3>(a, g, m, r0, r1); break;
-      case 2: Tile<2>(a, g, m, r0, r1); break;
-      case 1: Tile<1>(a, g, m, r0, r1); break;
+      case 3: Tile<W, 3>(a, g, m, r0, r1); break;
+      case 2: Tile<W, 2>(a, g, m, r0, r1); break;
+      case 1: Tile<W, 1>(a, g, m, r0, r1); break;
       default: break;
     }
   }
 }
+
+// FLOTILLA_Q4_LANES=0 keeps Q4_0 in octs, for comparison. Against them (alternating runs, 2
+// threads): 110M batch 16 1.24-1.27x, 1B batch 16 1.13x, 1B prompt 1.22x, 1B decode 1.01-1.07x
+// (four streams where the octs take two); kernels_bench at 16 tokens +40-50 %.
+bool Q4LaneLayout(int64_t K) {
+  static const bool on = EnvNotZero("FLOTILLA_Q4_LANES");
+  return on && K >= 256 && K % 256 == 0;
+}
+
+void PackQ4Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
+  PackLanes<Q4Lanes>(src, src_row_bytes, rows, K, dst);
+}
+
+void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1) { MatMulLanes<Q8Lanes>(a, n0, n1); }
+void MatMulQ4Lanes(const MatMulArgs& a, int64_t n0, int64_t n1) { MatMulLanes<Q4Lanes>(a, n0, n1); }
 
 }  // namespace avx512
 }  // namespace flotilla::kernels::cpu
