@@ -3,7 +3,6 @@
 #include <openssl/evp.h>
 #include <sys/stat.h>
 
-
 #include "absl/strings/str_cat.h"
 #include "common/read_file.h"
 #include "common/status_macros.h"

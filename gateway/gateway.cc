@@ -1,6 +1,5 @@
 #include "gateway/gateway.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "common/read_file.h"
 #include "gateway/discovery.h"

@@ -109,17 +109,15 @@ void AddFloatKernels(KernelTable& t);
 // of kFloatGroup; K a multiple of 16).
 void PackFloatRows(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
 // avx512_lanes.cc: Q8_0 and Q4_0 rows packed sixteen to a group, one row per lane (K a multiple
-// of 256: Q8LaneLayout, Q4LaneLayout), the same size as the file's rows; rows after the last whole
-// group stay as stored. MatMulQ8Lanes and MatMulQ4Lanes cover whole groups only (the caller runs
-// the file layout's kernel on the rows after them).
+// of 256: LaneLayout), the same size as the file's rows; rows after the last whole group stay as
+// stored. MatMulQ8Lanes and MatMulQ4Lanes cover whole groups only (the caller runs the file
+// layout's kernel on the rows after them).
 constexpr int64_t kLaneRows = 16;  // rows per group
 // Packed pieces start on multiples of kPackRowAlign rows, so no group straddles two pieces.
 static_assert(kPackRowAlign % kLaneRows == 0);
-bool Q8LaneLayout(int64_t K);
-void PackQ8Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
+bool LaneLayout(DType w, int64_t K);  // false for types other than Q8_0 and Q4_0
+void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
 void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1);
-bool Q4LaneLayout(int64_t K);
-void PackQ4Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
 void MatMulQ4Lanes(const MatMulArgs& a, int64_t n0, int64_t n1);
 }  // namespace avx512
 

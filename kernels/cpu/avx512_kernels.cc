@@ -592,12 +592,11 @@ void PackRowsOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t
 // memory.
 int64_t PackedRowBytes(DType w, int64_t K) {
   int64_t packed = 0, in_place = 0;
+  if (avx512::LaneLayout(w, K)) return static_cast<int64_t>(RowBytes(w, K));
   if (w == DType::kQ8_0) {
-    if (avx512::Q8LaneLayout(K)) return K / kQK * Q8W::kBlockBytes;
     packed = Packed<Q8W>::RowBytes(K);
     in_place = K / kQK * Q8W::kBlockBytes;
   } else if (w == DType::kQ4_0) {
-    if (avx512::Q4LaneLayout(K)) return K / kQK * Q4W::kBlockBytes;
     packed = Packed<Q4W>::RowBytes(K);
     in_place = K / kQK * Q4W::kBlockBytes;
   } else if (w == DType::kF32 || w == DType::kF16 || w == DType::kBF16) {
@@ -610,21 +609,10 @@ int64_t PackedRowBytes(DType w, int64_t K) {
 void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int64_t K, void* dst) {
   const auto* in = static_cast<const uint8_t*>(src);
   auto* out = static_cast<uint8_t*>(dst);
+  if (avx512::LaneLayout(w, K)) return avx512::PackLanes(w, in, src_row_bytes, rows, K, out);
   switch (w) {
-    case DType::kQ8_0:
-      if (avx512::Q8LaneLayout(K)) {
-        avx512::PackQ8Lanes(in, src_row_bytes, rows, K, out);
-      } else {
-        PackRowsOf<Q8W>(in, src_row_bytes, rows, K, out);
-      }
-      break;
-    case DType::kQ4_0:
-      if (avx512::Q4LaneLayout(K)) {
-        avx512::PackQ4Lanes(in, src_row_bytes, rows, K, out);
-      } else {
-        PackRowsOf<Q4W>(in, src_row_bytes, rows, K, out);
-      }
-      break;
+    case DType::kQ8_0: PackRowsOf<Q8W>(in, src_row_bytes, rows, K, out); break;
+    case DType::kQ4_0: PackRowsOf<Q4W>(in, src_row_bytes, rows, K, out); break;
     case DType::kF32:
     case DType::kF16:
     case DType::kBF16: avx512::PackFloatRows(w, in, src_row_bytes, rows, K, out); break;
@@ -632,26 +620,17 @@ void PackRows(DType w, const void* src, int64_t src_row_bytes, int64_t rows, int
   }
 }
 
-// Packed Q8_0: sixteen-row groups where K allows (avx512_lanes.cc), rows after the last
+// Packed Q8_0 / Q4_0: sixteen-row groups where K allows (avx512_lanes.cc), rows after the last
 // group as stored; octs otherwise.
-void MatMulQ8Packed(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  if (!avx512::Q8LaneLayout(a.K)) return MatMulQuant<Q8W, Packed<Q8W>>(a, n0, n1);
+template <class W, DType kType, void (*kLanes)(const MatMulArgs&, int64_t, int64_t)>
+void MatMulQuantPacked(const MatMulArgs& a, int64_t n0, int64_t n1) {
+  if (!avx512::LaneLayout(kType, a.K)) return MatMulQuant<W, Packed<W>>(a, n0, n1);
   const int64_t grouped = a.N / avx512::kLaneRows * avx512::kLaneRows;
-  avx512::MatMulQ8Lanes(a, n0, std::min(n1, grouped));
-  if (n1 > grouped) MatMulQuant<Q8W, InPlace<Q8W>>(a, std::max(n0, grouped), n1);
+  kLanes(a, n0, std::min(n1, grouped));
+  if (n1 > grouped) MatMulQuant<W, InPlace<W>>(a, std::max(n0, grouped), n1);
 }
 
-// Packed Q4_0: likewise.
-void MatMulQ4Packed(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  if (!avx512::Q4LaneLayout(a.K)) return MatMulQuant<Q4W, Packed<Q4W>>(a, n0, n1);
-  const int64_t grouped = a.N / avx512::kLaneRows * avx512::kLaneRows;
-  avx512::MatMulQ4Lanes(a, n0, std::min(n1, grouped));
-  if (n1 > grouped) MatMulQuant<Q4W, InPlace<Q4W>>(a, std::max(n0, grouped), n1);
-}
-
-bool PackedSameBits(DType w, int64_t K) {
-  return !(w == DType::kQ8_0 && avx512::Q8LaneLayout(K)) && !(w == DType::kQ4_0 && avx512::Q4LaneLayout(K));
-}
+bool PackedSameBits(DType w, int64_t K) { return !avx512::LaneLayout(w, K); }
 
 KernelTable MakeTable() {
   KernelTable t{};
@@ -660,9 +639,9 @@ KernelTable MakeTable() {
   t.matmul[static_cast<int>(DType::kQ4_0)] = MatMulQuant<Q4W, InPlace<Q4W>>;
   t.packed_row_bytes = PackedRowBytes;
   t.pack_rows = PackRows;
-  t.matmul_packed[static_cast<int>(DType::kQ8_0)] = MatMulQ8Packed;
+  t.matmul_packed[static_cast<int>(DType::kQ8_0)] = MatMulQuantPacked<Q8W, DType::kQ8_0, avx512::MatMulQ8Lanes>;
+  t.matmul_packed[static_cast<int>(DType::kQ4_0)] = MatMulQuantPacked<Q4W, DType::kQ4_0, avx512::MatMulQ4Lanes>;
   t.packed_same_bits = PackedSameBits;
-  t.matmul_packed[static_cast<int>(DType::kQ4_0)] = MatMulQ4Packed;
   t.act_row_bytes = ActRowBytes;
   t.quantize_act = QuantizeAct;
   t.act_to_q8_0 = ActToQ8;

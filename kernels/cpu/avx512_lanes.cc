@@ -107,7 +107,7 @@ struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8> {
 
 // Packs rows (whole groups as above; rows after the last group as stored).
 template <class W>
-void PackLanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
+void PackLanesOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
   using Block = typename W::Block;
   const int64_t row_bytes = K / kQK * static_cast<int64_t>(sizeof(Block));
   const int64_t octs = K / 256, groups = rows / kRows;
@@ -267,25 +267,26 @@ void OneToken(const MatMulArgs& a, int64_t n0, int64_t n1) {
 
 namespace avx512 {
 
-namespace {
-// Read once: a matrix's layout must not change while it is in use.
-bool EnvNotZero(const char* name) {
-  const char* e = std::getenv(name);
-  return !(e && std::string_view(e) == "0");
-}
-}  // namespace
-
 // FLOTILLA_Q8_LANES=0 keeps Q8_0 in octs, for comparison: batches and prompts run 15-18 % slower
 // there, and one token no faster (1B decode at 2 threads, alternating runs: 0.853 of the
 // roofline against the row groups' 0.859 with four streams; with one stream the row groups had
-// been 3 % slower).
-bool Q8LaneLayout(int64_t K) {
-  static const bool on = EnvNotZero("FLOTILLA_Q8_LANES");
-  return on && K >= 256 && K % 256 == 0;
+// been 3 % slower). FLOTILLA_Q4_LANES=0 likewise for Q4_0: against its octs (alternating runs, 2
+// threads) 110M batch 16 1.24-1.27x, 1B batch 16 1.13x, 1B prompt 1.22x, 1B decode 1.01-1.07x
+// (four streams where the octs take two); kernels_bench at 16 tokens +40-50 %. Each is read
+// once: a matrix's layout must not change while it is in use.
+bool LaneLayout(DType w, int64_t K) {
+  auto on = [](const char* name) {
+    const char* e = std::getenv(name);
+    return !(e && std::string_view(e) == "0");
+  };
+  static const bool q8 = on("FLOTILLA_Q8_LANES"), q4 = on("FLOTILLA_Q4_LANES");
+  const bool type_on = (w == DType::kQ8_0 && q8) || (w == DType::kQ4_0 && q4);
+  return type_on && K >= 256 && K % 256 == 0;
 }
 
-void PackQ8Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
-  PackLanes<Q8Lanes>(src, src_row_bytes, rows, K, dst);
+void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
+  if (w == DType::kQ8_0) return PackLanesOf<Q8Lanes>(src, src_row_bytes, rows, K, dst);
+  PackLanesOf<Q4Lanes>(src, src_row_bytes, rows, K, dst);
 }
 
 template <class W>
@@ -307,18 +308,6 @@ void MatMulLanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
       default: break;
     }
   }
-}
-
-// FLOTILLA_Q4_LANES=0 keeps Q4_0 in octs, for comparison. Against them (alternating runs, 2
-// threads): 110M batch 16 1.24-1.27x, 1B batch 16 1.13x, 1B prompt 1.22x, 1B decode 1.01-1.07x
-// (four streams where the octs take two); kernels_bench at 16 tokens +40-50 %.
-bool Q4LaneLayout(int64_t K) {
-  static const bool on = EnvNotZero("FLOTILLA_Q4_LANES");
-  return on && K >= 256 && K % 256 == 0;
-}
-
-void PackQ4Lanes(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
-  PackLanes<Q4Lanes>(src, src_row_bytes, rows, K, dst);
 }
 
 void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1) { MatMulLanes<Q8Lanes>(a, n0, n1); }
