@@ -57,7 +57,7 @@ uint32_t WaitForChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<i
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), queue_index_(n_threads_) {
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), shares_(n_threads_), foreach_calls_(n_threads_) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
@@ -66,6 +66,43 @@ ThreadPool::~ThreadPool() {
   generation_.fetch_add(1);
   FutexWakeAll(&generation_);
   for (auto& t : workers_) t.join();
+}
+
+namespace {
+uint64_t PackShare(uint64_t tag, int64_t front, int64_t back) {
+  return tag << 48 | static_cast<uint64_t>(front) << 24 | static_cast<uint64_t>(back);
+}
+}  // namespace
+
+// Every thread sets up every share that is not yet set up for this call, the same values from
+// whichever thread: a thread late to the call (descheduled) has its share taken by the others
+// meanwhile. No share can still be in use by the previous call: every thread passed its barrier.
+uint64_t ThreadPool::BeginShares(int tid, int64_t units) {
+  const uint64_t tag = static_cast<uint64_t>(++foreach_calls_[tid].v) & 0xFFFF;
+  for (int i = 0; i < n_threads_; ++i) {
+    std::atomic<uint64_t>& share = shares_[i].v;
+    uint64_t cur = share.load(std::memory_order_relaxed);
+    if (cur >> 48 != tag) {
+      share.compare_exchange_strong(cur, PackShare(tag, units * i / n_threads_, units * (i + 1) / n_threads_),
+                                    std::memory_order_relaxed);
+    }
+  }
+  return tag;
+}
+
+// The next unit of `victim`'s share, from the front (its owner) or the back (another thread);
+// -1 once the share is empty.
+int64_t ThreadPool::TakeUnit(uint64_t tag, int victim, bool front) {
+  std::atomic<uint64_t>& share = shares_[victim].v;
+  uint64_t cur = share.load(std::memory_order_relaxed);
+  for (;;) {
+    const int64_t f = static_cast<int64_t>(cur >> 24 & 0xFFFFFF), b = static_cast<int64_t>(cur & 0xFFFFFF);
+    if (cur >> 48 != tag || f >= b) return -1;
+    if (share.compare_exchange_weak(cur, front ? PackShare(tag, f + 1, b) : PackShare(tag, f, b - 1),
+                                    std::memory_order_relaxed)) {
+      return front ? f : b - 1;
+    }
+  }
 }
 
 void ThreadPool::RunImpl(Fn fn, void* ctx) {

@@ -90,6 +90,49 @@ TEST(ThreadPool, ForEachRunsEveryUnitOnceAcrossRuns) {
   }
 }
 
+// Each thread takes its own contiguous share in order, front first; with both threads present,
+// thread 0's units (as long as it took them from its own share) are 0, 1, 2, ... in order.
+TEST(ThreadPool, ForEachTakesOwnShareInOrder) {
+  ThreadPool pool(2);
+  for (int run = 0; run < 200; ++run) {
+    const int64_t units = 40;
+    std::vector<int64_t> order[2];
+    std::vector<std::atomic<int>> seen(units);
+    pool.Run([&](int tid, int) { pool.ForEach(tid, units, [&](int64_t u) { order[tid].push_back(u), seen[u].fetch_add(1); }); });
+    for (int64_t u = 0; u < units; ++u) ASSERT_EQ(seen[u].load(), 1) << "unit " << u;
+    for (int tid = 0; tid < 2; ++tid) {
+      // Own units first, ascending from the share's start; any stolen ones after, descending.
+      const int64_t start = units * tid / 2, end = units * (tid + 1) / 2;
+      size_t i = 0;
+      for (; i < order[tid].size() && order[tid][i] >= start && order[tid][i] < end; ++i) {
+        ASSERT_EQ(order[tid][i], start + static_cast<int64_t>(i)) << "thread " << tid << " run " << run;
+      }
+      for (size_t j = i + 1; j < order[tid].size(); ++j) ASSERT_LT(order[tid][j], order[tid][j - 1]) << "thread " << tid;
+    }
+  }
+}
+
+// A thread that reaches ForEach late (descheduled) has its share done by the others: here thread
+// 1 arrives only once thread 0 has run every unit, and finds nothing left.
+TEST(ThreadPool, ForEachSharesOfALateThreadAreTaken) {
+  for (int n : {2, 3}) {
+    ThreadPool pool(n);
+    for (int run = 0; run < 20; ++run) {
+      const int64_t units = 30;
+      std::atomic<int64_t> done{0};
+      std::vector<std::atomic<int>> by(n);
+      pool.Run([&](int tid, int) {
+        if (tid != 0) {
+          while (done.load() < units) std::this_thread::yield();
+        }
+        pool.ForEach(tid, units, [&](int64_t) { by[tid].fetch_add(1), done.fetch_add(1); });
+      });
+      EXPECT_EQ(by[0].load(), units) << n << " threads, run " << run;
+      EXPECT_EQ(done.load(), units);
+    }
+  }
+}
+
 TEST(ThreadPool, BarrierWorksAfterSleeping) {
   ThreadPool pool(2);
   std::atomic<int> passed{0};

@@ -269,7 +269,9 @@ TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
           }
           EXPECT_LE(err / ref, 1e-4) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
           if (threads == 1) packed_one_thread = runs[1];
-          if (threads == 2) EXPECT_EQ(runs[1], packed_one_thread) << kernels::Info(type).name << " isa=" << isa;
+          if (threads == 2) {
+            EXPECT_EQ(runs[1], packed_one_thread) << kernels::Info(type).name << " isa=" << isa;
+          }
         }
       }
     }
