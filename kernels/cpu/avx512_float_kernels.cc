@@ -304,11 +304,55 @@ void F32ToF16x16(const float* x, uint16_t* y, int64_t n) {
   }
 }
 
+// The sum of squares in four 16-lane accumulators (the plain loop's one serial chain of adds
+// took a microsecond per 768-wide row: 3 % of a 110M batch-16 step), then the lanes summed; the
+// order depends only on n, so a row's result depends only on its values.
+void RmsNorm512(const float* x, const float* w, float* out, int64_t n, float eps) {
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const __m512 v = _mm512_loadu_ps(x + i + 16 * k);
+      acc[k] = _mm512_fmadd_ps(v, v, acc[k]);
+    }
+  }
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
+  }
+  if (i < n) {
+    const __m512 v = _mm512_maskz_loadu_ps(TailMask(static_cast<int>(n - i)), x + i);
+    acc[1] = _mm512_fmadd_ps(v, v, acc[1]);
+  }
+  const float ss = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  const __m512 scale = _mm512_set1_ps(1.0f / std::sqrt(ss / static_cast<float>(n) + eps));
+  for (i = 0; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(w + i), _mm512_mul_ps(scale, _mm512_loadu_ps(x + i))));
+  }
+  if (i < n) {
+    const __mmask16 m = TailMask(static_cast<int>(n - i));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + i), _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m, x + i))));
+  }
+}
+
+// out may be a (the residual adds in place).
+void Add512(const float* a, const float* b, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
+  if (i < n) {
+    const __mmask16 m = TailMask(static_cast<int>(n - i));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
+  }
+}
+
 }  // namespace
 
 namespace avx512 {
 
 void AddFloatKernels(KernelTable& t) {
+  t.rms_norm = RmsNorm512;
+  t.add = Add512;
   t.f32_to_f16 = F32ToF16x16;
   t.matmul[static_cast<int>(DType::kF32)] = MatMulFloat<F32W>;
   t.matmul[static_cast<int>(DType::kF16)] = MatMulFloat<F16W>;

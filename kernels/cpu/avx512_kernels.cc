@@ -646,10 +646,8 @@ KernelTable MakeTable() {
   t.quantize_act = QuantizeAct;
   t.act_to_q8_0 = ActToQ8;
   t.quantize_q8_0 = QuantizeQ8Ggml;
-  t.rms_norm = RmsNormPlain;
   t.rope = RopePlain;
-  t.add = AddPlain;
-  avx512::AddFloatKernels(t);
+  avx512::AddFloatKernels(t);  // also rms_norm, add
   return t;
 }
 

@@ -8,13 +8,6 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-void RmsNormPlain(const float* x, const float* w, float* out, int64_t n, float eps) {
-  float ss = 0.0f;
-  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
-  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
-  for (int64_t i = 0; i < n; ++i) out[i] = w[i] * (scale * x[i]);
-}
-
 void RopePlain(float* x, int n_heads, int head_dim, const float* cos, const float* sin) {
   const int half = head_dim / 2;
   for (int h = 0; h < n_heads; ++h) {
@@ -27,7 +20,8 @@ void RopePlain(float* x, int n_heads, int head_dim, const float* cos, const floa
   }
 }
 
-void AddPlain(const float* a, const float* b, float* out, int64_t n) {
+// (The AVX-512 variant adds with explicit vectors and masked tails instead: Add512.)
+[[maybe_unused]] void AddPlain(const float* a, const float* b, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 

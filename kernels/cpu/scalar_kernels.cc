@@ -96,6 +96,14 @@ void AxpyScalar(float alpha, const float* x, float* y, int n) {
   for (int i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// The reference: one serial sum (the vector variants sum in lanes, see RmsNorm512).
+void RmsNormPlain(const float* x, const float* w, float* out, int64_t n, float eps) {
+  float ss = 0.0f;
+  for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
+  const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = w[i] * (scale * x[i]);
+}
+
 KernelTable MakeTable() {
   KernelTable t{};
   t.isa = "scalar";

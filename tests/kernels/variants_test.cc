@@ -308,6 +308,9 @@ TEST_P(VariantTest, ElementwiseOps) {
     ref_.add(x.data(), u.data(), a.data(), n);
     fast_->add(x.data(), u.data(), b.data(), n);
     EXPECT_EQ(a, b) << "add " << n;
+    b = x;  // in place, as the residual adds run
+    fast_->add(b.data(), u.data(), b.data(), n);
+    EXPECT_EQ(a, b) << "add in place " << n;
     a = x;
     b = x;
     ref_.softmax(a.data(), n);
