@@ -65,8 +65,10 @@ void FloatTile(const MatMulArgs& a, const char* const (&w)[R], int64_t n, int64_
   // tile of tokens: with one tile (up to 4 tokens) it is prefetched kPrefetchBytes ahead; with
   // several, each pass asks for the same place of the next group, a whole group's passes ahead
   // (4 KiB ahead was too close: 110M F16 batch 16 18 % slower than rows as stored; two groups
-  // ahead, or prefetching in the first pass only, slower again). Batches of 110M F16 remain
-  // ~2.5 % slower than with rows as stored, 1B F16 batches the same; decode is 3-27 % faster.
+  // ahead, or prefetching in the first pass only, slower again; with each thread's rows one run
+  // since ThreadPool::ForEach gives out contiguous shares, 4 KiB ahead is still 0.95x). 110M F16
+  // batch 16 now runs 1.10x of rows as stored (it was 0.975x with units handed out round-robin);
+  // decode is 3-27 % faster.
   const int64_t pf = kGrouped ? (a.M > 4 ? kFloatGroup * a.w_row_bytes : kPrefetchBytes)
                               : (a.w_row_bytes >= 2 * kPrefetchBytes ? kPrefetchBytes : R * a.w_row_bytes);
   int64_t k = 0, off = 0;
