@@ -2,17 +2,21 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/cublas_loader.h"
 #include "kernels/cuda/cuda_kernels.h"
 
 namespace flotilla::kernels::cuda {
 
-// cuBLAS statuses are carried as 0x10000 + status (gemm.cu).
+// cuBLAS statuses are carried as kBlasBase + status (gemm.cu); a status exists only once the
+// library has loaded.
 const char* ErrorName(Error e) {
-  if (e >= 0x10000) return cublasGetStatusName(static_cast<cublasStatus_t>(e - 0x10000));
+  if (e == kBlasUnavailable) return "CUBLAS_LIBRARY_UNAVAILABLE";
+  if (e >= kBlasBase) return Cublas()->status_name(static_cast<cublasStatus_t>(e - kBlasBase));
   return cudaGetErrorName(static_cast<cudaError_t>(e));
 }
 const char* ErrorString(Error e) {
-  if (e >= 0x10000) return cublasGetStatusString(static_cast<cublasStatus_t>(e - 0x10000));
+  if (e == kBlasUnavailable) return CublasLoadError();
+  if (e >= kBlasBase) return Cublas()->status_string(static_cast<cublasStatus_t>(e - kBlasBase));
   return cudaGetErrorString(static_cast<cudaError_t>(e));
 }
 

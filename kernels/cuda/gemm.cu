@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "kernels/cuda/cublas_loader.h"
 #include "kernels/cuda/device_utils.cuh"
 
 namespace flotilla::kernels::cuda {
@@ -18,9 +19,6 @@ struct Blas {
 };
 
 namespace {
-
-// cuBLAS statuses travel as Error values above this base (see ErrorName in common.cu).
-constexpr Error kBlasBase = 0x10000;
 
 Error FromBlas(cublasStatus_t st) { return st == CUBLAS_STATUS_SUCCESS ? 0 : kBlasBase + static_cast<int>(st); }
 
@@ -72,14 +70,16 @@ cudaDataType_t CudaType(ActType t) {
 }  // namespace
 
 Error CreateBlas(Blas** out, void* workspace, size_t workspace_bytes) {
+  const CublasApi* blas = Cublas();
+  if (!blas) return kBlasUnavailable;
   auto* b = new Blas;
-  if (Error e = FromBlas(cublasCreate(&b->handle)); e != 0) {
+  if (Error e = FromBlas(blas->create(&b->handle)); e != 0) {
     delete b;
     return e;
   }
   // Strict f32 for F32 weights; tensor cores for the 16-bit types.
-  cublasSetMathMode(b->handle, CUBLAS_DEFAULT_MATH);
-  cublasSetPointerMode(b->handle, CUBLAS_POINTER_MODE_HOST);
+  blas->set_math_mode(b->handle, CUBLAS_DEFAULT_MATH);
+  blas->set_pointer_mode(b->handle, CUBLAS_POINTER_MODE_HOST);
   b->workspace = workspace;
   b->workspace_bytes = workspace_bytes;
   *out = b;
@@ -88,7 +88,7 @@ Error CreateBlas(Blas** out, void* workspace, size_t workspace_bytes) {
 
 void DestroyBlas(Blas* b) {
   if (!b) return;
-  if (b->handle) cublasDestroy(b->handle);
+  if (b->handle) Cublas()->destroy(b->handle);  // a handle exists only if the library loaded
   delete b;
 }
 
@@ -117,16 +117,17 @@ Error Gemm(Blas* b, const GemmArgs& a, Stream s) {
   if (!b || a.M < 1 || !a.x || !a.y || w.rows < 1 || a.ldy < w.rows || a.ldx < w.cols) return kInvalidValue;
   if (w.rows > INT32_MAX || w.cols > INT32_MAX) return kInvalidValue;
   // cublasSetStream resets the workspace to cuBLAS's own pool, which graph capture must not use.
-  if (Error e = FromBlas(cublasSetStream(b->handle, s)); e != 0) return e;
+  const CublasApi& blas = *Cublas();  // a Blas exists only if the library loaded
+  if (Error e = FromBlas(blas.set_stream(b->handle, s)); e != 0) return e;
   if (b->workspace) {
-    if (Error e = FromBlas(cublasSetWorkspace(b->handle, b->workspace, b->workspace_bytes)); e != 0) return e;
+    if (Error e = FromBlas(blas.set_workspace(b->handle, b->workspace, b->workspace_bytes)); e != 0) return e;
   }
   const float alpha = 1.0f, beta = a.accumulate ? 1.0f : 0.0f;
   const int M = a.M, K = static_cast<int>(w.cols);
   const ActType xt = GemmActivationType(w.type);
   // Column-major view: C (rows x M, ld ldy) = A^T (A: K x rows, ld lda) * B (K x M, ld ldx).
   auto gemm = [&](const void* A, cudaDataType_t at, int64_t lda, int64_t rows, float* C) {
-    return FromBlas(cublasGemmEx(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), M, K, &alpha, A, at,
+    return FromBlas(blas.gemm_ex(b->handle, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), M, K, &alpha, A, at,
                                  static_cast<int>(lda), a.x, CudaType(xt), static_cast<int>(a.ldx), &beta, C,
                                  CUDA_R_32F, static_cast<int>(a.ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   };
