@@ -27,10 +27,17 @@ Loaded Load() {
   Loaded l;
   // Never closed: handles and their kernels live until the process ends.
   void* lib = dlopen(CublasLibraryName(), RTLD_NOW | RTLD_LOCAL);
+  std::string why;
   if (lib == nullptr) {
-    const char* why = dlerror();
+    const char* e = dlerror();
+    why = e ? e : "unknown reason";
+  }
+#ifdef FLOTILLA_CUBLAS_DIR
+  if (lib == nullptr) lib = dlopen((std::string(FLOTILLA_CUBLAS_DIR) + "/" + CublasLibraryName()).c_str(), RTLD_NOW | RTLD_LOCAL);
+#endif
+  if (lib == nullptr) {
     l.error = std::string("the CUDA backend's matrix products need cuBLAS, but ") + CublasLibraryName() +
-              " could not be loaded (" + (why ? why : "unknown reason") + "); add its folder to LD_LIBRARY_PATH";
+              " could not be loaded (" + why + "); add its folder to LD_LIBRARY_PATH";
     return l;
   }
   CublasApi& a = l.api;
