@@ -49,19 +49,53 @@ void Sampler::ApplyPenalties(std::span<float> logits, std::span<const int32_t> t
   }
 }
 
+int32_t ArgMax(std::span<const float> x, float* max_value) {
+  // 16 lanes, each keeping the first index of its own maximum, so the compiler can keep them in
+  // vector registers (one scan with a running index was a serial chain of compare-and-branch:
+  // 15-20 us per 32,000-entry vocabulary, a few percent of a batch-16 step on the engine
+  // thread while the pool's threads waited). Ties go to the lowest index, as the scan's did; NaN
+  // never wins (every comparison with it is false).
+  constexpr int kLanes = 16;
+  const int32_t n = static_cast<int32_t>(x.size());
+  float best[kLanes];
+  int32_t at[kLanes];
+  for (int l = 0; l < kLanes; ++l) {
+    best[l] = -INFINITY;
+    at[l] = 0;
+  }
+  int32_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const bool more = x[i + l] > best[l];
+      best[l] = more ? x[i + l] : best[l];
+      at[l] = more ? i + l : at[l];
+    }
+  }
+  float m = -INFINITY;
+  int32_t a = 0;
+  for (int l = 0; l < kLanes; ++l) {
+    if (best[l] > m || (best[l] == m && at[l] < a)) {
+      m = best[l];
+      a = at[l];
+    }
+  }
+  for (; i < n; ++i) {
+    if (x[i] > m) {
+      m = x[i];
+      a = i;
+    }
+  }
+  if (max_value) *max_value = m;
+  return a;
+}
+
 SampleResult Sampler::Sample(std::span<float> logits, std::span<const int32_t> tokens, size_t n_prompt) {
   ApplyPenalties(logits, tokens, n_prompt);
   SampleResult r;
 
   // Log-probabilities of the penalised distribution (before temperature), when asked for.
   float max_logit = -INFINITY;
-  int32_t argmax = 0;
-  for (int32_t t = 0; t < vocab_size_; ++t) {
-    if (logits[t] > max_logit) {
-      max_logit = logits[t];
-      argmax = t;
-    }
-  }
+  const int32_t argmax = ArgMax(logits.first(static_cast<size_t>(vocab_size_)), &max_logit);
   double log_z = 0.0;
   const bool want_logprobs = params_.logprobs > 0;
   if (want_logprobs) {

@@ -41,6 +41,10 @@ struct SampleResult {
   std::vector<TokenLogprob> top;    // the `logprobs` most likely tokens
 };
 
+// The index of the largest element of x (the lowest such index on ties; NaN never counts), and
+// the element through max_value when given; 0 and -infinity for an empty or all-NaN x.
+int32_t ArgMax(std::span<const float> x, float* max_value = nullptr);
+
 class Sampler {
  public:
   Sampler(const SamplingParams& params, int vocab_size);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <string>
 
 #include "gtest/gtest.h"
 
@@ -29,6 +30,46 @@ TEST(Sampler, GreedyIsArgmax) {
   p.temperature = 1.5f;
   p.top_k = 1;
   for (int32_t t : Draw(p, 10)) EXPECT_EQ(t, 1);
+}
+
+// Against a plain scan: every position of the maximum (in the lanes and in the tail), ties,
+// NaNs, infinities, and lengths around the lane count.
+TEST(Sampler, ArgMaxEqualsAScan) {
+  auto scan = [](const std::vector<float>& x) {
+    float m = -INFINITY;
+    int32_t a = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (x[i] > m) m = x[i], a = static_cast<int32_t>(i);
+    }
+    return std::pair<int32_t, float>(a, m);
+  };
+  auto check = [&](const std::vector<float>& x, const std::string& what) {
+    float m = 0;
+    const int32_t a = ArgMax(x, &m);
+    const auto [ea, em] = scan(x);
+    EXPECT_EQ(a, ea) << what;
+    EXPECT_EQ(m, em) << what;
+  };
+  for (int n : {0, 1, 5, 15, 16, 17, 31, 32, 33, 100, 32000}) {
+    std::vector<float> x(n);
+    for (int i = 0; i < n; ++i) x[i] = std::sin(0.37f * i) * 3.0f;
+    check(x, "sine " + std::to_string(n));
+    for (int at : {0, n / 3, n - 1}) {
+      if (at < 0 || at >= n) continue;
+      auto y = x;
+      y[at] = 10.0f;
+      check(y, "peak at " + std::to_string(at) + " of " + std::to_string(n));
+      if (n > 2) {
+        y[n - 1 - at / 2] = 10.0f;  // a tie: the lower index wins
+        check(y, "tie " + std::to_string(n));
+        y[at] = NAN;
+        check(y, "NaN " + std::to_string(n));
+      }
+    }
+    check(std::vector<float>(n, -INFINITY), "all -inf " + std::to_string(n));
+    check(std::vector<float>(n, NAN), "all NaN " + std::to_string(n));
+    check(std::vector<float>(n, 2.0f), "all equal " + std::to_string(n));
+  }
 }
 
 TEST(Sampler, SameSeedSameOutputDifferentSeedDifferent) {
