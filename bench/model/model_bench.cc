@@ -114,9 +114,13 @@ int RunChild(const ChildArgs& a) {
   const int per_seq_tokens =
       a.what == "prompt" ? a.n : prefix + a.n + (pair_one ? pair_steps : a.interleave_bw ? a.n : 0) + 8;
   const int all_seqs = seqs + (pair_one ? 1 : 0);  // sequence `seqs` is the one alone
+  const int warm = 3;
+  // The sequence alone steps at the batch's positions (its prompt is longer by the steps the
+  // batch has taken before the alternating phase), so both sides attend over the same context.
+  const int alone_ahead = a.n + warm;
   const int blocks_per_seq = (per_seq_tokens + eo.block_size - 1) / eo.block_size;
   eo.num_kv_blocks = all_seqs * blocks_per_seq;
-  eo.max_batch_tokens = std::max({a.what == "prompt" ? a.n : 0, all_seqs * prefix, seqs});
+  eo.max_batch_tokens = std::max({a.what == "prompt" ? a.n : 0, all_seqs * prefix + (pair_one ? alone_ahead : 0), seqs});
   auto exr = MakeCpuExecutor(model, eo);
   if (!exr.ok()) {
     std::fprintf(stderr, "child: %s\n", std::string(exr.status().message()).c_str());
@@ -157,7 +161,8 @@ int RunChild(const ChildArgs& a) {
   b.Clear();
   for (int s = 0; s < all_seqs; ++s) {
     const int32_t si = b.AddSequence(tables[s]);
-    for (int i = 0; i < prefix; ++i) b.Add(random_token(), i, si, i + 1 == prefix);
+    const int len = prefix + (pair_one && s == seqs ? alone_ahead : 0);
+    for (int i = 0; i < len; ++i) b.Add(random_token(), i, si, i + 1 == len);
   }
   if (const absl::Status st = ex.Forward(b, logits); !st.ok()) {
     std::fprintf(stderr, "child: prefill: %s\n", std::string(st.message()).c_str());
@@ -182,7 +187,6 @@ int RunChild(const ChildArgs& a) {
     return dt;
   };
   auto step = [&](int i) { return step_of(0, seqs, i); };
-  const int warm = 3;
   const int64_t weight_bytes = model->weights.TotalBytes();
   for (int i = 0; i < a.n + warm; ++i) {
     const double dt = step(i);
@@ -234,7 +238,7 @@ int RunChild(const ChildArgs& a) {
       for (int order = 0; order < 2; ++order) {
         const bool batch_now = (order == 0) == ((i / seg) % 2 == 0);
         for (int k = 0; k < seg; ++k) {
-          const double dt = batch_now ? step_of(0, seqs, a.n + warm + i + k) : step_of(seqs, seqs + 1, i + k);
+          const double dt = batch_now ? step_of(0, seqs, alone_ahead + i + k) : step_of(seqs, seqs + 1, alone_ahead + i + k);
           if (dt < 0) return 1;
           (batch_now ? t_batch : t_one).push_back(dt);
         }
