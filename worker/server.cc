@@ -12,6 +12,7 @@
 #include "common/fmt_absl.h"
 #include "common/logging.h"
 #include "common/model_path.h"
+#include "common/read_file.h"
 #include "model/loader.h"
 #include "worker/backend.h"
 #include "worker/engine_metrics.h"
@@ -24,11 +25,6 @@ namespace {
 
 constexpr const char* kServiceName = "flotilla.worker.v1.Worker";
 constexpr const char* kVersion = "0.1.0";
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 absl::Status WriteReadyFile(const std::string& path, int grpc_port, int metrics_port) {
   const std::string tmp = path + ".tmp";
@@ -43,12 +39,17 @@ absl::Status WriteReadyFile(const std::string& path, int grpc_port, int metrics_
   return absl::OkStatus();
 }
 
-std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const WorkerOptions& o) {
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const WorkerOptions& o) {
   if (o.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  absl::StatusOr<std::string> key = ReadFileToString(o.tls_key), cert = ReadFileToString(o.tls_cert);
+  if (!key.ok()) return key.status();
+  if (!cert.ok()) return cert.status();
   grpc::SslServerCredentialsOptions ssl;
-  ssl.pem_key_cert_pairs.push_back({ReadFile(o.tls_key), ReadFile(o.tls_cert)});
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
   if (!o.tls_client_ca.empty()) {
-    ssl.pem_root_certs = ReadFile(o.tls_client_ca);
+    absl::StatusOr<std::string> ca = ReadFileToString(o.tls_client_ca);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(ssl);
@@ -126,8 +127,13 @@ int RunWorker(const WorkerOptions& o) {
   info.chat_template_family = o.chat_template;
   info.version = kVersion;
   int grpc_port = 0;
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentials(o);
+  if (!credentials.ok()) {
+    spdlog::error("TLS: {}", credentials.status().message());
+    return 1;
+  }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(o.host, ":", o.port), ServerCredentials(o), &grpc_port);
+  builder.AddListeningPort(absl::StrCat(o.host, ":", o.port), *credentials, &grpc_port);
   // The worker_id defaults to the address, known only after binding; the service reads it lazily.
   WorkerService service(&engine, info, SystemClock::Get());
   builder.RegisterService(&service);

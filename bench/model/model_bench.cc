@@ -36,6 +36,7 @@
 #include <map>
 #include <numeric>
 #include <random>
+#include <span>
 #include <sstream>
 #include <thread>
 #include <string>
@@ -52,6 +53,7 @@
 #include "kernels/cpu/kernel_table.h"
 #include "model/executor.h"
 #include "model/loader.h"
+#include "model/sampler.h"
 #include "model/synthetic.h"
 
 namespace flotilla::bench {
@@ -82,12 +84,6 @@ struct ChildArgs {
   // one sequence at the same moment (see RunChild)
   bool interleave_bw = false;
 };
-
-int Argmax(const float* x, int n) {
-  int best = 0;
-  for (int i = 1; i < n; ++i) best = x[i] > x[best] ? i : best;
-  return best;
-}
 
 // Prints "tok_s=<median-based tokens/s> mean_tok_s=<...> bytes=<weight bytes per token>".
 int RunChild(const ChildArgs& a) {
@@ -169,7 +165,7 @@ int RunChild(const ChildArgs& a) {
     return 1;
   }
   std::vector<int32_t> next(all_seqs);
-  for (int s = 0; s < all_seqs; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s) * V, V);
+  for (int s = 0; s < all_seqs; ++s) next[s] = ArgMax(std::span<const float>(logits.data() + static_cast<size_t>(s) * V, V));
   // One decode step of sequences [s0, s1) at position prefix + i; seconds.
   auto step_of = [&](int s0, int s1, int i) -> double {
     b.Clear();
@@ -183,7 +179,7 @@ int RunChild(const ChildArgs& a) {
       return -1;
     }
     const double dt = Seconds(t0, Clock::now());
-    for (int s = s0; s < s1; ++s) next[s] = Argmax(logits.data() + static_cast<size_t>(s - s0) * V, V);
+    for (int s = s0; s < s1; ++s) next[s] = ArgMax(std::span<const float>(logits.data() + static_cast<size_t>(s - s0) * V, V));
     return dt;
   };
   auto step = [&](int i) { return step_of(0, seqs, i); };

@@ -327,8 +327,9 @@ FLOTILLA_INLINE void QuantRows(const MatMulArgs& a, int64_t n) {
 // runs: Q8_0 1.11-1.19x, roofline 0.75 -> 0.85; Q4_0 1.07-1.21x; four streams 0.85-0.93x of
 // two). Batches take W::kBatchRows rows x 8 tokens per tile: for Q8_0 one row (2 x 4 spilled
 // with 16 ymm registers: 8 accumulators, and per row two value halves, their absolute values and
-// scales; 1 x 8 measured 5-7 % faster, 1 x 4, 2 x 2 and 2 x 3 slower), for Q4_0 two (its rows need no absolute values, and two rows share
-// each token's offset term: 2 x 8 measured 13 % faster than 1 x 8, 2 x 4 and 3 x 4 in between).
+// scales; 1 x 8 measured 5-7 % faster, 1 x 4, 2 x 2 and 2 x 3 slower), for Q4_0 two (its rows
+// need no absolute values, and two rows share each token's offset term: 2 x 8 measured 13 %
+// faster than 1 x 8, 2 x 4 and 3 x 4 in between).
 template <class W>
 void MatMulQuant(const MatMulArgs& a, int64_t n0, int64_t n1) {
   if (a.M == 1) {

@@ -338,23 +338,12 @@ void RmsNorm512(const float* x, const float* w, float* out, int64_t n, float eps
   }
 }
 
-// out may be a (the residual adds in place).
-void Add512(const float* a, const float* b, float* out, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i)));
-  if (i < n) {
-    const __mmask16 m = TailMask(static_cast<int>(n - i));
-    _mm512_mask_storeu_ps(out + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i)));
-  }
-}
-
 }  // namespace
 
 namespace avx512 {
 
 void AddFloatKernels(KernelTable& t) {
   t.rms_norm = RmsNorm512;
-  t.add = Add512;
   t.f32_to_f16 = F32ToF16x16;
   t.matmul[static_cast<int>(DType::kF32)] = MatMulFloat<F32W>;
   t.matmul[static_cast<int>(DType::kF16)] = MatMulFloat<F16W>;

@@ -647,7 +647,8 @@ KernelTable MakeTable() {
   t.act_to_q8_0 = ActToQ8;
   t.quantize_q8_0 = QuantizeQ8Ggml;
   t.rope = RopePlain;
-  avx512::AddFloatKernels(t);  // also rms_norm, add
+  t.add = AddPlain;
+  avx512::AddFloatKernels(t);  // also rms_norm
   return t;
 }
 

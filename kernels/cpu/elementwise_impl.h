@@ -20,8 +20,7 @@ void RopePlain(float* x, int n_heads, int head_dim, const float* cos, const floa
   }
 }
 
-// (The AVX-512 variant adds with explicit vectors and masked tails instead: Add512.)
-[[maybe_unused]] void AddPlain(const float* a, const float* b, float* out, int64_t n) {
+void AddPlain(const float* a, const float* b, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 

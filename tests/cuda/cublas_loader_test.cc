@@ -3,10 +3,9 @@
 // a GPU: the status-name functions work without a device.
 #include "kernels/cuda/cublas_loader.h"
 
-#include <fstream>
-#include <sstream>
 #include <string>
 
+#include "common/read_file.h"
 #include "gtest/gtest.h"
 #include "kernels/cuda/cuda_kernels.h"
 
@@ -14,10 +13,9 @@ namespace flotilla::kernels::cuda {
 namespace {
 
 bool Mapped(const std::string& name) {
-  std::ifstream maps("/proc/self/maps");
-  std::stringstream all;
-  all << maps.rdbuf();
-  return all.str().find(name) != std::string::npos;
+  const absl::StatusOr<std::string> maps = ReadFileToString("/proc/self/maps");
+  EXPECT_TRUE(maps.ok()) << maps.status();
+  return maps.ok() && maps->find(name) != std::string::npos;
 }
 
 TEST(CublasLoader, LoadsOnFirstUseOnly) {

@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <fstream>
 #include <functional>
 #include <regex>
 #include <thread>
@@ -614,6 +615,22 @@ TEST(WorkerProcess, JsonLogLineQuotingInputStaysJson) {
     }
   }
   EXPECT_EQ(errors, 1) << p.Log();
+}
+
+// Flag combinations checked after parsing are errors with a message, not a silent exit code.
+TEST(WorkerProcess, TlsCertWithoutKeyIsAnErrorNamingBoth) {
+  TempDir dir;
+  {
+    std::ofstream(dir.File("cert.pem")) << "not a certificate\n";
+  }
+  Subprocess p;
+  ASSERT_TRUE(p.Start({testing::BinDir() + "/flotilla-worker", "--model", "stories260K-q8_0.gguf", "--tls-cert",
+                       dir.File("cert.pem")},
+                      dir.File("worker.log")));
+  const int status = WaitExit(p, std::chrono::seconds(30));
+  ASSERT_TRUE(WIFEXITED(status)) << p.Log();
+  EXPECT_EQ(WEXITSTATUS(status), 2) << p.Log();
+  EXPECT_NE(p.Log().find("--tls-cert and --tls-key go together"), std::string::npos) << p.Log();
 }
 
 }  // namespace
