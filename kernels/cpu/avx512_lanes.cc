@@ -40,10 +40,15 @@ namespace {
 
 constexpr int64_t kRows = avx512::kLaneRows;
 
-FLOTILLA_INLINE __m512i Bcast(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
+// acc + the products of w's unsigned bytes with the signed bytes of the 32 bits at p, repeated
+// over the lanes. The broadcast rides in the product's memory operand ({1to16}); the compiler
+// (GCC 12) only ever emits a separate broadcast for it, which doubled the vector instructions
+// of the inner loop. 1.05-1.07x on 110M Q8_0 batch 16 at 2 threads, 1.04x on 1B prompts, 1.02x
+// on 110M Q4_0 batch 16; one token unchanged (it waits on memory).
+FLOTILLA_INLINE __m512i DotBcast(__m512i acc, __m512i w, const uint8_t* p) {
+  using Word = int32_t __attribute__((may_alias));
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const Word*>(p)));
+  return acc;
 }
 
 // The offset terms of a block's two activation lanes, summed, times the weights' offset.
@@ -166,8 +171,8 @@ FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512
           __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
           for (int j = 0; j < 4; ++j) {
-            c0 = _mm512_dpbusd_epi32(c0, w[j], Bcast(x + 64 * j));
-            c1 = _mm512_dpbusd_epi32(c1, w[4 + j], Bcast(x + 64 * j + 4));
+            c0 = DotBcast(c0, w[j], x + 64 * j);
+            c1 = DotBcast(c1, w[4 + j], x + 64 * j + 4);
           }
           const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(LoadF(x + 320)));
           f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), scale, f[t]);
@@ -230,8 +235,8 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
           __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
           for (int j = 0; j < 4; ++j) {
-            c0 = _mm512_dpbusd_epi32(c0, w[j], Bcast(x + 64 * j));
-            c1 = _mm512_dpbusd_epi32(c1, w[4 + j], Bcast(x + 64 * j + 4));
+            c0 = DotBcast(c0, w[j], x + 64 * j);
+            c1 = DotBcast(c1, w[4 + j], x + 64 * j + 4);
           }
           const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
           f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), _mm512_mul_ps(dw, xs), f[i]);
