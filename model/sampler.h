@@ -58,10 +58,16 @@ class Sampler {
  private:
   void ApplyPenalties(std::span<float> logits, std::span<const int32_t> tokens, size_t n_prompt);
   double Uniform();
+  double Probabilities(std::span<const float> logits, float inv_t);
+  double Collect(float tau);
+  int32_t Draw(double total);
+  int32_t DrawInOrder(double total, int32_t fallback);
+  std::pair<size_t, double> Nucleus(double target);
 
   SamplingParams params_;
   int vocab_size_;
   std::mt19937_64 rng_;
+  std::vector<float> probs_;                      // softmax of the logits, reused
   std::vector<std::pair<float, int32_t>> cand_;  // reused between calls
   std::vector<uint32_t> counts_;                  // output-token counts, reused
 };

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# `make bench`: CPU kernel benchmarks (Google Benchmark), the whole-model benchmark
+# `make bench`: CPU kernel and sampling benchmarks (Google Benchmark), the whole-model benchmark
 # (synthetic 110M and 1B models written on the fly into a temporary directory and deleted
 # afterwards; decode/prompt/batched tokens/s, roofline, peak RSS), the worker serving benchmark
-# (concurrency 1/4/16/64 on stories260K-q8_0 and a synthetic 110M Q8_0) and the gateway
+# (concurrency 1/4/16/64 on stories260K-q8_0 and a synthetic 110M Q8_0, greedy; the 110M also
+# sampled at concurrency 1/16) and the gateway
 # benchmark. Results go to stdout and to $BUILD_DIR/bench-results/. About 15-20 minutes on 2
 # cores; --quick takes a few.
 #
@@ -27,7 +28,7 @@ while [[ $# -gt 0 ]]; do
   esac
   shift
 done
-for b in kernels_bench model_bench; do
+for b in kernels_bench sampler_bench model_bench; do
   if [[ ! -x "$BUILD_DIR/bin/$b" ]]; then
     echo "$BUILD_DIR/bin/$b is missing: build it first (make build, or ninja -C $BUILD_DIR $b)" >&2
     exit 1
@@ -46,6 +47,8 @@ if [[ $run_kernels == 1 ]]; then
   echo "== kernel benchmarks (isa: ${FLOTILLA_ISA:-best})"
   "$BUILD_DIR/bin/kernels_bench" --benchmark_min_time=0.05 --benchmark_filter="$filter" \
     --benchmark_out="$out/kernels.json" --benchmark_out_format=json
+  echo "== sampling benchmark (per token, 32,000-entry vocabulary)"
+  "$BUILD_DIR/bin/sampler_bench" --benchmark_min_time=0.05 --benchmark_out="$out/sampler.json" --benchmark_out_format=json
 fi
 
 if [[ $run_model == 1 ]]; then
@@ -66,6 +69,9 @@ if [[ $run_serving == 1 ]]; then
   echo "== worker serving benchmark: synthetic 110M Q8_0"
   "$BUILD_DIR/bin/worker_bench" --model "$synth" --ctx-size 2048 --concurrency 1,4,16,64 --seconds "$secs" \
     --worker-args "--kv-memory-mb 768" | tee "$out/worker-110m.txt"
+  echo "== worker serving benchmark: synthetic 110M Q8_0, sampled (temperature 0.8, top-p 0.95)"
+  "$BUILD_DIR/bin/worker_bench" --model "$synth" --ctx-size 2048 --concurrency 1,16 --seconds "$secs" \
+    --temperature 0.8 --top-p 0.95 --worker-args "--kv-memory-mb 768" | tee "$out/worker-110m-sampled.txt"
   rm -f "$synth"
   if [[ -x "$BUILD_DIR/bin/gateway_bench" ]]; then
     echo "== gateway benchmark"

@@ -1,9 +1,10 @@
-// Serving benchmark for one worker: N concurrent clients each send 128-token greedy requests
-// back to back for a fixed time over gRPC. Prints requests/s, generated tokens/s, TTFT and
+// Serving benchmark for one worker: N concurrent clients each send 128-token requests (greedy,
+// or sampled with --temperature / --top-p) back to back for a fixed time over gRPC. Prints requests/s, generated tokens/s, TTFT and
 // inter-token latency percentiles, and the worker's peak resident memory (VmHWM).
 //
 //   worker_bench --model stories260K-q8_0.gguf --concurrency 1,4,16,64 --seconds 10
 //   worker_bench --address 127.0.0.1:50051 --concurrency 16   (an already running worker)
+//   worker_bench --model 110m-q8_0.gguf --concurrency 16 --temperature 0.8 --top-p 0.95
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
@@ -52,7 +53,14 @@ struct RunResult {
   std::vector<double> ttft, itl, e2e;
 };
 
-RunResult RunLoad(wv1::Worker::Stub& stub, int concurrency, double seconds, int max_tokens, const std::string& prompt) {
+// Sampling of every request: greedy by default; --temperature/--top-p measure the sampled path.
+struct Sampling {
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+};
+
+RunResult RunLoad(wv1::Worker::Stub& stub, int concurrency, double seconds, int max_tokens, const std::string& prompt,
+                  const Sampling& sampling) {
   RunResult total;
   std::mutex mu;
   const auto start = Clock::now();
@@ -68,7 +76,8 @@ RunResult RunLoad(wv1::Worker::Stub& stub, int concurrency, double seconds, int 
         req.set_prompt(prompt + " " + std::to_string(c) + " " + std::to_string(n++));
         req.set_max_tokens(max_tokens);
         req.set_ignore_eos(true);
-        req.mutable_sampling()->set_temperature(0);
+        req.mutable_sampling()->set_temperature(sampling.temperature);
+        if (sampling.top_p < 1.0f) req.mutable_sampling()->set_top_p(sampling.top_p);
         grpc::ClientContext ctx;
         const auto t0 = Clock::now();
         auto reader = stub.Generate(&ctx, req);
@@ -130,6 +139,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads);
   app.add_option("--prompt", prompt);
   app.add_option("--worker-args", extra, "Extra flags for the worker, space-separated");
+  Sampling sampling;
+  app.add_option("--temperature", sampling.temperature, "Sampling temperature of every request (0: greedy)")->check(CLI::Range(0.0, 100.0));
+  app.add_option("--top-p", sampling.top_p, "Nucleus sampling of every request (1: off)")->check(CLI::Range(0.01, 1.0));
   CLI11_PARSE(app, argc, argv);
 
   flotilla::testing::TempDir dir;
@@ -160,12 +172,17 @@ int main(int argc, char** argv) {
     info_model_path = info.model_path();
   }
   if (pid > 0) std::printf("worker RSS after start: %.1f MB\n", ReadKb(pid, "VmRSS:") / 1024.0);
+  if (sampling.temperature > 0) {
+    std::printf("sampling: temperature %.2f, top-p %.2f\n", sampling.temperature, sampling.top_p);
+  } else {
+    std::printf("sampling: greedy\n");
+  }
   std::printf("%-11s %9s %10s %10s %10s %10s %10s %10s %6s\n", "concurrency", "req/s", "tok/s", "ttft p50", "ttft p99",
               "itl p50", "itl p99", "e2e p50", "errors");
   for (auto& c : absl::StrSplit(conc, ',', absl::SkipEmpty())) {
     int n = 0;
     if (!absl::SimpleAtoi(c, &n) || n <= 0) continue;
-    const RunResult r = RunLoad(*stub, n, seconds, max_tokens, prompt);
+    const RunResult r = RunLoad(*stub, n, seconds, max_tokens, prompt, sampling);
     std::printf("%-11d %9.1f %10.0f %8.1fms %8.1fms %8.2fms %8.2fms %8.0fms %6d\n", n, r.requests / r.seconds,
                 r.tokens / r.seconds, 1e3 * Percentile(r.ttft, 50), 1e3 * Percentile(r.ttft, 99), 1e3 * Percentile(r.itl, 50),
                 1e3 * Percentile(r.itl, 99), 1e3 * Percentile(r.e2e, 50), r.errors);

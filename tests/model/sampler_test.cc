@@ -1,5 +1,6 @@
 #include "model/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <numeric>
@@ -149,6 +150,149 @@ TEST(Sampler, LogprobsAreNormalisedAndSorted) {
   double z = 0;
   for (float x : Logits()) z += std::exp(x);
   EXPECT_NEAR(r.logprob, 3.0 - std::log(z), 1e-5);
+}
+
+// The distribution each setting should sample from, by the plain method: the whole vocabulary
+// sorted by probability, then top-k, min-p and top-p as documented in sampler.h.
+std::map<int32_t, double> Expected(const std::vector<float>& logits, const SamplingParams& p) {
+  std::vector<std::pair<double, int32_t>> c;
+  double mx = -INFINITY;
+  for (float l : logits) mx = std::max<double>(mx, l / p.temperature);
+  for (size_t t = 0; t < logits.size(); ++t) c.emplace_back(std::exp(logits[t] / p.temperature - mx), static_cast<int32_t>(t));
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  size_t n = c.size();
+  if (p.top_k > 0) n = std::min<size_t>(n, p.top_k);
+  if (p.min_p > 0) {
+    while (n > 1 && c[n - 1].first < p.min_p * c[0].first) --n;
+  }
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += c[i].first;
+  if (p.top_p < 1) {
+    double acc = 0;
+    size_t keep = 0;
+    while (keep < n) {
+      acc += c[keep++].first;
+      if (acc >= p.top_p * sum) break;
+    }
+    n = keep;
+    sum = acc;
+  }
+  std::map<int32_t, double> out;
+  for (size_t i = 0; i < n; ++i) out[c[i].second] = c[i].first / sum;
+  return out;
+}
+
+// A vocabulary of 4,000 with a few leading tokens over a wide tail (the shape a trained model
+// gives), or flat, so that the sampler's gathering by threshold has to widen several times.
+std::vector<float> WideLogits(bool peaked) {
+  std::vector<float> l(4000);
+  uint64_t x = 12345;
+  for (auto& v : l) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    v = peaked ? static_cast<float>((x >> 40) % 1000) / 100.0f : 1.0f;
+  }
+  if (peaked) {
+    l[17] = 16.0f;
+    l[3999] = 15.5f;
+    l[123] = 15.0f;
+  }
+  return l;
+}
+
+TEST(Sampler, EveryRestrictionSamplesThePlainDistribution) {
+  struct Case {
+    const char* name;
+    float temperature, top_p, min_p;
+    int top_k;
+    bool peaked;
+  };
+  const Case cases[] = {
+      {"whole distribution", 1.0f, 1.0f, 0.0f, 0, true},  {"temperature 0.7", 0.7f, 1.0f, 0.0f, 0, true},
+      {"top-p 0.9", 1.0f, 0.9f, 0.0f, 0, true},           {"top-p 0.99 (wide tail)", 1.0f, 0.99f, 0.0f, 0, true},
+      {"top-k 50", 1.0f, 1.0f, 0.0f, 50, true},           {"top-k 50, flat", 1.0f, 1.0f, 0.0f, 50, false},
+      {"min-p 0.1", 1.0f, 1.0f, 0.1f, 0, true},           {"top-k 300 + top-p 0.5 + min-p 0.01", 0.8f, 0.5f, 0.01f, 300, true},
+      {"top-p 0.3, flat", 1.0f, 0.3f, 0.0f, 0, false},
+  };
+  for (const Case& k : cases) {
+    SCOPED_TRACE(k.name);
+    SamplingParams p;
+    p.temperature = k.temperature;
+    p.top_p = k.top_p;
+    p.min_p = k.min_p;
+    p.top_k = k.top_k;
+    p.has_seed = true;
+    p.seed = 99;
+    const std::vector<float> base = WideLogits(k.peaked);
+    const std::map<int32_t, double> want = Expected(base, p);
+    Sampler s(p, static_cast<int>(base.size()));
+    const int n = 20000;
+    std::map<int32_t, int> got;
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> l = base;
+      const int32_t t = s.Sample(l, {}, 0).token;
+      ASSERT_TRUE(want.count(t)) << "token " << t << " is outside the kept set of " << want.size();
+      ++got[t];
+    }
+    // Frequencies of the tokens that carry mass, and of everything else lumped together.
+    double rest_want = 0, rest_got = 0;
+    for (const auto& [t, q] : want) {
+      if (q >= 0.02) {
+        EXPECT_NEAR(got[t] / double(n), q, 0.012) << "token " << t;
+      } else {
+        rest_want += q;
+        rest_got += got[t] / double(n);
+      }
+    }
+    EXPECT_NEAR(rest_got, rest_want, 0.015);
+  }
+}
+
+TEST(Sampler, MinusInfinityIsNeverDrawnAndNaNDoesNotCrash) {
+  SamplingParams p;
+  p.has_seed = true;
+  Sampler s(p, 8);
+  for (int i = 0; i < 500; ++i) {
+    std::vector<float> l = {0.0f, -INFINITY, 0.5f, -INFINITY, 0.0f, 0.1f, -INFINITY, 0.2f};
+    const int32_t t = s.Sample(l, {}, 0).token;
+    EXPECT_TRUE(t != 1 && t != 3 && t != 6) << t;
+  }
+  // NaN logits (a broken model) give some token, under every setting, and never hang.
+  for (int setting = 0; setting < 4; ++setting) {
+    SamplingParams q = p;
+    q.top_p = setting == 1 ? 0.5f : 1.0f;
+    q.top_k = setting == 2 ? 2 : 0;
+    q.min_p = setting == 3 ? 0.1f : 0.0f;
+    q.logprobs = 2;
+    for (const auto& l0 : {std::vector<float>{NAN, 1.0f, 2.0f, NAN}, std::vector<float>(4, NAN)}) {
+      Sampler sq(q, 4);
+      std::vector<float> l = l0;
+      const int32_t t = sq.Sample(l, {}, 0).token;
+      EXPECT_TRUE(t >= 0 && t < 4) << setting << ": " << t;
+    }
+  }
+}
+
+TEST(Sampler, LogprobsOfAWideVocabularyAreTheTopByLogit) {
+  SamplingParams p;
+  p.temperature = 0;
+  p.logprobs = 20;
+  const std::vector<float> base = WideLogits(true);
+  Sampler s(p, static_cast<int>(base.size()));
+  std::vector<float> l = base;
+  const SampleResult r = s.Sample(l, {}, 0);
+  std::vector<std::pair<float, int32_t>> c;
+  for (size_t t = 0; t < base.size(); ++t) c.emplace_back(base[t], static_cast<int32_t>(t));
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  double z = 0;
+  for (float x : base) z += std::exp(static_cast<double>(x) - 16.0);
+  const double log_z = 16.0 + std::log(z);
+  ASSERT_EQ(r.top.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) {
+    EXPECT_EQ(r.top[i].token, c[i].second) << i;
+    EXPECT_NEAR(r.top[i].logprob, c[i].first - log_z, 1e-4) << i;
+  }
+  EXPECT_EQ(r.token, 17);
+  EXPECT_NEAR(r.logprob, 16.0 - log_z, 1e-4);
 }
 
 TEST(Sampler, ValidationNamesTheParameter) {
