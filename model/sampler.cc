@@ -170,6 +170,32 @@ std::pair<size_t, double> Sampler::Nucleus(double target) {
   return {hi, above};  // rounding left the target just out of reach: everything up to hi
 }
 
+// cand_ = the k most probable tokens with probability >= floor (and above 0), in no particular
+// order: one pass over probs_ against the least of a heap of k, which a token rarely beats once
+// the heap is full (gathering candidates by threshold first gathered the whole vocabulary when
+// the logits were flat).
+void Sampler::TopK(int k, float floor) {
+  cand_.clear();
+  float worst = floor;  // what a token must beat (equal: compare ids) once the heap is full
+  for (int32_t t = 0; t < vocab_size_; ++t) {
+    const float p = probs_[t];
+    if (!(p >= worst) || !(p > 0.0f)) continue;
+    const std::pair<float, int32_t> c{p, t};
+    if (cand_.size() < static_cast<size_t>(k)) {
+      cand_.push_back(c);
+      if (cand_.size() == static_cast<size_t>(k)) {
+        std::make_heap(cand_.begin(), cand_.end(), Before);  // front: last in probability order
+        worst = cand_.front().first;
+      }
+    } else if (Before(c, cand_.front())) {
+      std::pop_heap(cand_.begin(), cand_.end(), Before);
+      cand_.back() = c;
+      std::push_heap(cand_.begin(), cand_.end(), Before);
+      worst = cand_.front().first;
+    }
+  }
+}
+
 int32_t Sampler::Draw(double total) {
   if (cand_.empty()) return -1;  // no token with a probability above 0 (NaN logits)
   double u = Uniform() * total;
@@ -239,25 +265,18 @@ SampleResult Sampler::Sample(std::span<float> logits, std::span<const int32_t> t
       r.token = DrawInOrder(total, argmax);
     } else {
       const float cut = params_.min_p * p_max;
-      float tau = min_p ? cut : p_max * 0x1p-14f;
-      for (;; tau = Lower(tau, p_max)) {
-        const double mass = Collect(tau);
-        if (tau == 0.0f || min_p) break;
-        if (top_k ? cand_.size() >= static_cast<size_t>(params_.top_k) : mass >= params_.top_p * total) break;
-      }
-      // The kept set, in no particular order (the draw picks each member with the same
-      // probability whatever the order): the top k by selection, then the min-p cut (against
-      // the largest, which is always gathered), then the nucleus.
-      if (top_k && static_cast<size_t>(params_.top_k) < cand_.size()) {
-        // A heap of k beats a linear selection while k is small against the candidates.
-        const auto kth = cand_.begin() + params_.top_k;
-        if (params_.top_k <= 256) {
-          std::partial_sort(cand_.begin(), kth, cand_.end(), Before);
-        } else {
-          std::nth_element(cand_.begin(), kth - 1, cand_.end(), Before);
+      if (top_k) {
+        TopK(params_.top_k, cut);
+      } else {
+        float tau = min_p ? cut : p_max * 0x1p-14f;
+        for (;; tau = Lower(tau, p_max)) {
+          const double mass = Collect(tau);
+          if (tau == 0.0f || min_p || mass >= params_.top_p * total) break;
         }
-        cand_.resize(params_.top_k);
       }
+      // The kept set is in no particular order (the draw picks each member with the same
+      // probability whatever the order): the top k, then the min-p cut (against the largest,
+      // which is always kept), then the nucleus.
       if (min_p) std::erase_if(cand_, [&](const auto& c) { return c.first < cut; });
       // Mass of the candidates top-p chooses among: all of them, or the whole vocabulary when
       // neither top-k nor min-p narrowed it (the gathered set is then only a prefix).

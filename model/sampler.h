@@ -61,6 +61,7 @@ class Sampler {
   double Probabilities(std::span<const float> logits, float inv_t);
   double Collect(float tau);
   int32_t Draw(double total);
+  void TopK(int k, float floor);
   int32_t DrawInOrder(double total, int32_t fallback);
   std::pair<size_t, double> Nucleus(double target);
 
