@@ -3,6 +3,7 @@
 #include "worker/engine.h"
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 
 #include "gtest/gtest.h"
@@ -237,15 +238,20 @@ TEST(Engine, SamePromptSameSeedSameText) {
 }
 
 // An executor whose device "fails" after some steps, as a CUDA error would.
+// Fails every forward pass from the fail_at-th on; none runs before `open` is ready, so a test
+// can submit all its requests first (the engine thread would otherwise reach the failure, and
+// refuse later submissions as unhealthy, whenever the submitting thread was descheduled).
 class FailingExecutor final : public Executor {
  public:
-  FailingExecutor(std::unique_ptr<Executor> inner, int fail_at) : inner_(std::move(inner)), fail_at_(fail_at) {}
+  FailingExecutor(std::unique_ptr<Executor> inner, int fail_at, std::shared_future<void> open)
+      : inner_(std::move(inner)), fail_at_(fail_at), open_(std::move(open)) {}
   const LlamaConfig& config() const override { return inner_->config(); }
   int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
   int block_size() const override { return inner_->block_size(); }
   int max_batch_tokens() const override { return inner_->max_batch_tokens(); }
   std::string Describe() const override { return "failing " + inner_->Describe(); }
   absl::Status Forward(const ForwardBatch& b, std::span<float> logits) override {
+    open_.wait();
     if (++calls_ >= fail_at_) return absl::InternalError("device error 700 (illegal address)");
     return inner_->Forward(b, logits);
   }
@@ -253,6 +259,7 @@ class FailingExecutor final : public Executor {
  private:
   std::unique_ptr<Executor> inner_;
   int fail_at_;
+  std::shared_future<void> open_;
   int calls_ = 0;
 };
 
@@ -263,7 +270,20 @@ TEST(Engine, BackendErrorFailsTheRequestsAndMarksTheWorkerUnhealthy) {
   o.num_kv_blocks = 64;
   auto ex = MakeCpuExecutor(model, o);
   ASSERT_TRUE(ex.ok());
-  Engine engine(std::make_unique<FailingExecutor>(std::move(*ex), 5), tok, EngineConfig{}, SystemClock::Get(), nullptr);
+  std::promise<void> open;
+  Engine engine(std::make_unique<FailingExecutor>(std::move(*ex), 5, open.get_future().share()), tok, EngineConfig{},
+                SystemClock::Get(), nullptr);
+  // Opens the executor on every way out (before the engine stops), so a failed assertion
+  // cannot leave the engine thread waiting in a forward pass.
+  struct Opener {
+    std::promise<void>& p;
+    bool done = false;
+    void Open() {
+      if (!done) p.set_value();
+      done = true;
+    }
+    ~Opener() { Open(); }
+  } opener{open};
   std::vector<std::shared_ptr<Collector>> sinks;
   for (int i = 0; i < 3; ++i) {
     EngineRequest r;
@@ -274,6 +294,7 @@ TEST(Engine, BackendErrorFailsTheRequestsAndMarksTheWorkerUnhealthy) {
     ASSERT_TRUE(engine.Submit(std::move(r), c).ok());
     sinks.push_back(c);
   }
+  opener.Open();
   for (auto& c : sinks) {
     ASSERT_TRUE(c->Wait(std::chrono::seconds(10))) << "a request hung after a backend error";
     EXPECT_EQ(c->last().status.code(), absl::StatusCode::kInternal);
