@@ -241,6 +241,7 @@ SampleResult Sampler::Sample(std::span<float> logits, std::span<const int32_t> t
 
   float max_logit = -INFINITY;
   const int32_t argmax = ArgMax(logits.first(static_cast<size_t>(vocab_size_)), &max_logit);
+  bool probs_at_t1 = false;  // probs_ holds the softmax at temperature 1 (logprobs reuse it)
   if (params_.greedy() || !(max_logit > -INFINITY)) {
     r.token = argmax;
   } else {
@@ -253,6 +254,7 @@ SampleResult Sampler::Sample(std::span<float> logits, std::span<const int32_t> t
     // A prefix in probability order holds the kept set when it holds the top k, or everything
     // at or above the min-p cut, or (with neither) top_p of the whole mass.
     const double total = Probabilities(logits, 1.0f / params_.temperature);
+    probs_at_t1 = params_.temperature == 1.0f;
     const float p_max = probs_[argmax];
     const bool top_k = params_.top_k > 0 && params_.top_k < vocab_size_;
     const bool min_p = params_.min_p > 0.0f;
@@ -296,7 +298,7 @@ SampleResult Sampler::Sample(std::span<float> logits, std::span<const int32_t> t
   if (params_.logprobs > 0) {
     // Log-probabilities of the penalised distribution before temperature: log z from the
     // vector softmax (the largest logit's probability is 1 / sum exp(l - max)).
-    Probabilities(logits, 1.0f);
+    if (!probs_at_t1) Probabilities(logits, 1.0f);
     const double log_z = max_logit - std::log(static_cast<double>(probs_[argmax]));
     r.logprob = static_cast<float>(logits[r.token] - log_z);
     // The top tokens by logit: gathered by probability (a prefix in logit order, ties in or out

@@ -1,6 +1,7 @@
 // Serving benchmark for one worker: N concurrent clients each send 128-token requests (greedy,
-// or sampled with --temperature / --top-p) back to back for a fixed time over gRPC. Prints requests/s, generated tokens/s, TTFT and
-// inter-token latency percentiles, and the worker's peak resident memory (VmHWM).
+// or sampled with --temperature / --top-p) back to back for a fixed time over gRPC. Prints
+// requests/s, generated tokens/s, TTFT and inter-token latency percentiles, and the worker's
+// peak resident memory (VmHWM).
 //
 //   worker_bench --model stories260K-q8_0.gguf --concurrency 1,4,16,64 --seconds 10
 //   worker_bench --address 127.0.0.1:50051 --concurrency 16   (an already running worker)

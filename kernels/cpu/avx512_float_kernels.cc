@@ -307,8 +307,8 @@ void F32ToF16x16(const float* x, uint16_t* y, int64_t n) {
 }
 
 // The sum of squares in four 16-lane accumulators (the plain loop's one serial chain of adds
-// took about a microsecond per 768-wide row: 1.5-2 % of a 110M batch-16 step), then the lanes summed; the
-// order depends only on n, so a row's result depends only on its values.
+// took about a microsecond per 768-wide row: 1.5-2 % of a 110M batch-16 step), then the lanes
+// summed; the order depends only on n, so a row's result depends only on its values.
 void RmsNorm512(const float* x, const float* w, float* out, int64_t n, float eps) {
   __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
   int64_t i = 0;

@@ -59,6 +59,20 @@ FLOTILLA_INLINE __m512i BcastStart(const uint8_t* p) {
   return _mm512_set1_epi32((v[0] + v[1]) * W::kOffset);
 }
 
+// One block position of a group against one token: the integer sums of the 16 rows' products
+// with the activations at x (the position's place in an OctActFormat oct), in two chains, the
+// first started from the offset terms. The same arithmetic for every tile and stream.
+template <class W>
+FLOTILLA_INLINE __m512i PositionDot(const __m512i (&w)[8], const uint8_t* x) {
+  __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    c0 = DotBcast(c0, w[j], x + 64 * j);
+    c1 = DotBcast(c1, w[4 + j], x + 64 * j + 4);
+  }
+  return _mm512_add_epi32(c0, c1);
+}
+
 // A weight type's group layout: its blocks, the bytes of a position's vectors, the offset that
 // makes its values unsigned. A pair of positions: both positions' vectors, then 2 x 32 bytes of
 // scales.
@@ -168,14 +182,8 @@ FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512
 #pragma GCC unroll 16
         for (int t = 0; t < T; ++t) {
           const uint8_t* x = xr[t] + o * OctActFormat::kOctBytes + 8 * p;
-          __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
-            c0 = DotBcast(c0, w[j], x + 64 * j);
-            c1 = DotBcast(c1, w[4 + j], x + 64 * j + 4);
-          }
           const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(LoadF(x + 320)));
-          f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), scale, f[t]);
+          f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PositionDot<W>(w, x)), scale, f[t]);
         }
       }
     }
@@ -232,14 +240,8 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
         for (int i = 0; i < S; ++i) {
           __m512i w[8];
           W::Load(blk[i] + W::kVecBytes * h, w);
-          __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-          for (int j = 0; j < 4; ++j) {
-            c0 = DotBcast(c0, w[j], x + 64 * j);
-            c1 = DotBcast(c1, w[4 + j], x + 64 * j + 4);
-          }
           const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
-          f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c0, c1)), _mm512_mul_ps(dw, xs), f[i]);
+          f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PositionDot<W>(w, x)), _mm512_mul_ps(dw, xs), f[i]);
         }
       }
     }

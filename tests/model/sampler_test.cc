@@ -272,27 +272,35 @@ TEST(Sampler, MinusInfinityIsNeverDrawnAndNaNDoesNotCrash) {
   }
 }
 
+// Log-probabilities are of the distribution before temperature, whatever the temperature and
+// whichever path drew the token (at temperature 1 the draw's probabilities are reused).
 TEST(Sampler, LogprobsOfAWideVocabularyAreTheTopByLogit) {
-  SamplingParams p;
-  p.temperature = 0;
-  p.logprobs = 20;
   const std::vector<float> base = WideLogits(true);
-  Sampler s(p, static_cast<int>(base.size()));
-  std::vector<float> l = base;
-  const SampleResult r = s.Sample(l, {}, 0);
   std::vector<std::pair<float, int32_t>> c;
   for (size_t t = 0; t < base.size(); ++t) c.emplace_back(base[t], static_cast<int32_t>(t));
   std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
   double z = 0;
   for (float x : base) z += std::exp(static_cast<double>(x) - 16.0);
   const double log_z = 16.0 + std::log(z);
-  ASSERT_EQ(r.top.size(), 20u);
-  for (size_t i = 0; i < 20; ++i) {
-    EXPECT_EQ(r.top[i].token, c[i].second) << i;
-    EXPECT_NEAR(r.top[i].logprob, c[i].first - log_z, 1e-4) << i;
+  for (float temperature : {0.0f, 1.0f, 0.5f}) {
+    for (float top_p : {1.0f, 0.9f}) {
+      SamplingParams p;
+      p.temperature = temperature;
+      p.top_p = top_p;
+      p.logprobs = 20;
+      p.has_seed = true;
+      Sampler s(p, static_cast<int>(base.size()));
+      std::vector<float> l = base;
+      const SampleResult r = s.Sample(l, {}, 0);
+      ASSERT_EQ(r.top.size(), 20u);
+      for (size_t i = 0; i < 20; ++i) {
+        EXPECT_EQ(r.top[i].token, c[i].second) << "temperature " << temperature << " top-p " << top_p << " #" << i;
+        EXPECT_NEAR(r.top[i].logprob, c[i].first - log_z, 1e-4) << "temperature " << temperature << " #" << i;
+      }
+      EXPECT_NEAR(r.logprob, base[r.token] - log_z, 1e-4) << "temperature " << temperature;
+      if (temperature == 0.0f) EXPECT_EQ(r.token, 17);
+    }
   }
-  EXPECT_EQ(r.token, 17);
-  EXPECT_NEAR(r.logprob, 16.0 - log_z, 1e-4);
 }
 
 TEST(Sampler, ValidationNamesTheParameter) {
