@@ -162,6 +162,16 @@ class CpuExecutor final : public Executor {
 
   absl::Status Forward(const ForwardBatch& b, std::span<float> logits) override;
 
+  // The pool's threads take the items in contiguous shares and steal from each other's at the
+  // end. On one thread, or while steps run alone because the host took a peer away, in order.
+  void ParallelFor(int64_t n, const std::function<void(int64_t)>& f) override {
+    if (pool_.size() == 1 || solo_left_ > 0 || n < 2) {
+      for (int64_t i = 0; i < n; ++i) f(i);
+      return;
+    }
+    pool_.Run([&](int tid, int) { pool_.ForEach(tid, n, f); });
+  }
+
  private:
   // Copies the matrices of the products into weights_ (on huge pages, see common/huge_pages.h),
   // in the kernel table's packed layout where it has one and as stored otherwise, and releases

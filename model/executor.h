@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -84,6 +85,13 @@ class Executor {
   // of the tokens that asked for them. Invalid input (ids, positions, block ids out of range)
   // is INVALID_ARGUMENT; nothing is written to the KV cache then.
   virtual absl::Status Forward(const ForwardBatch& batch, std::span<float> logits) = 0;
+
+  // Calls f(i) for every i in [0, n), each exactly once, possibly several at a time on the
+  // backend's own CPU threads (which sit idle between forward passes); returns when all are
+  // done. The engine samples a step's sequences through it. One at a time here by default.
+  virtual void ParallelFor(int64_t n, const std::function<void(int64_t)>& f) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+  }
 };
 
 // Bytes of KV cache one block takes on the CPU backend (K and V, every layer).

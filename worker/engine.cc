@@ -287,18 +287,26 @@ void Engine::Step() {
       }
     }
   } else {
+    // Sampling first, on the executor's threads (each sequence has its own sampler and
+    // logits row; nothing else is touched), then tokens are emitted here in plan order.
+    picks_.clear();
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
       if (logit_row_[i] < 0) continue;
       const auto& s = plan.seqs[i];
-      Live& live = *live_.at(s.id);
       std::span<float> row(logits_.data() + static_cast<size_t>(logit_row_[i]) * V, V);
-      const SampleResult sr = live.sampler.Sample(row, scheduler_->tokens(s.id), live.req.prompt.size());
+      picks_.push_back({s.id, live_.at(s.id).get(), row, scheduler_->tokens(s.id), {}});
+    }
+    executor_->ParallelFor(static_cast<int64_t>(picks_.size()), [&](int64_t k) {
+      Pick& p = picks_[static_cast<size_t>(k)];
+      p.result = p.live->sampler.Sample(p.row, p.tokens, p.live->req.prompt.size());
+    });
+    for (const Pick& p : picks_) {
       bool stopped = false;
-      EmitToken(live, sr, &stopped);
+      EmitToken(*p.live, p.result, &stopped);
       FinishReason fr = FinishReason::kNone;
-      if (!live.req.ignore_eos && tokenizer_->IsEnd(sr.token)) fr = FinishReason::kEos;
+      if (!p.live->req.ignore_eos && tokenizer_->IsEnd(p.result.token)) fr = FinishReason::kEos;
       if (stopped) fr = FinishReason::kStop;
-      results.push_back({s.id, sr.token, fr});
+      results.push_back({p.id, p.result.token, fr});
     }
   }
   tokens_since_ += static_cast<int64_t>(results.size());

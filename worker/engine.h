@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -160,6 +161,15 @@ class Engine {
   ForwardBatch batch_;
   std::vector<float> logits_;
   std::vector<int> logit_row_;  // per plan seq: row in logits_ or -1
+  // A step's sampled sequences, in plan order: sampled on the executor's threads, then emitted.
+  struct Pick {
+    uint64_t id;
+    Live* live;
+    std::span<float> row;
+    std::span<const int32_t> tokens;
+    SampleResult result;
+  };
+  std::vector<Pick> picks_;
   double tok_rate_ = 0;          // generated tokens per wall-clock second (decays while idle)
   double prefill_capacity_ = 0;  // prompt tokens per busy second (0 until measured)
   TimeNs last_rate_update_ = 0;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <numeric>
@@ -204,6 +205,33 @@ TEST_P(ExecutorTest, SingleTokenStepsEqualOneThreadInEitherThreadMode) {
   const auto want = RunAlone(**one, {seq});
   const auto got = RunAlone(*ex_, {seq});
   EXPECT_EQ(got, want);
+}
+
+// The engine samples a step's sequences through ParallelFor: every index exactly once, on the
+// pool's threads when there are several (ForEach shares with stealing), in order on one.
+TEST(ExecutorParallelFor, EveryIndexExactlyOnceAtOneAndTwoThreads) {
+  auto model = testing::LoadShared("stories260K-f32.gguf");
+  ASSERT_NE(model, nullptr);
+  for (int threads : {1, 2}) {
+    auto ex = MakeCpuExecutor(model, SmallBlocks(threads));
+    ASSERT_TRUE(ex.ok()) << ex.status();
+    for (int64_t n : {0, 1, 2, 3, 16, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      (*ex)->ParallelFor(n, [&](int64_t i) { hits[static_cast<size_t>(i)].fetch_add(1); });
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "threads " << threads << " n " << n << " i " << i;
+    }
+    // Usable again after a forward pass (the pool's state carries over between the two).
+    std::vector<int32_t> seq = {1, 2, 3};
+    ForwardBatch b;
+    const std::vector<int32_t> table = {0};
+    const int32_t si = b.AddSequence(table);
+    for (int i = 0; i < 3; ++i) b.Add(seq[i], i, si, i == 2);
+    std::vector<float> logits(model->config.vocab_size);
+    ASSERT_TRUE((*ex)->Forward(b, logits).ok());
+    std::vector<std::atomic<int>> hits(64);
+    (*ex)->ParallelFor(64, [&](int64_t i) { hits[static_cast<size_t>(i)].fetch_add(1); });
+    for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+  }
 }
 
 // Weights copied at load (into the kernels' own row layout where the variant has one, as stored
