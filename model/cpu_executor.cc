@@ -480,10 +480,29 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
 
   // Q, K, V by heads; each head is rotated (Q, K) and stored in the cache (K, V) by its thread.
   // kind 0: query heads [h0, h1), 1: key heads, 2: value heads.
+  // Where token t's row of KV head h goes (kind 1: K, 2: V): slot pos % bs of block
+  // table[pos / bs]; layout [block][kv_head][slot][head_dim].
+  auto kv_row = [&](int kind, int64_t t, int64_t h) {
+    const int pos = b.positions[t];
+    const int64_t off = tables_[t][pos / bs] * block_stride + h * bs * hd + static_cast<int64_t>(pos % bs) * hd;
+    return (kind == 1 ? kc : vc) + off * kv_elem_bytes_;
+  };
   auto qkv_heads = [&](int kind, int64_t h0, int64_t h1) {
     const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
     float* y = kind == 0 ? q_.data() : kind == 1 ? k_.data() : v_.data();
     const int64_t ldy = kind == 0 ? qd : kv;
+    // The cache rows about to be written were last touched a step ago and are no longer in any
+    // cache: asked for (for writing) before the product, they arrive while it runs instead of
+    // stalling each store. RoPE and the stores of a 110M batch-16 step 430 -> 210 us (TSC, both
+    // threads summed), 1.02x the step.
+    if (kind != 0) {
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t h = h0; h < h1; ++h) {
+          const char* dst = kv_row(kind, t, h);
+          for (int64_t o = 0; o < hd * kv_elem_bytes_; o += 64) __builtin_prefetch(dst + o, 1);
+        }
+      }
+    }
     MatMulRows(w, qkv_in.xb, qkv_in.act, dim, T, y, ldy, h0 * hd, h1 * hd);
     for (int64_t t = 0; t < T; ++t) {
       const int pos = b.positions[t];
@@ -493,9 +512,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
         float* head = y + t * ldy + h * hd;
         if (kind != 2) kt_.rope(head, 1, hd, cs, sn);
         if (kind != 0) {
-          // Slot pos % bs of block table[pos / bs]; layout [block][kv_head][slot][head_dim].
-          const int64_t off = tables_[t][pos / bs] * block_stride + h * bs * hd + static_cast<int64_t>(pos % bs) * hd;
-          char* dst = (kind == 1 ? kc : vc) + off * kv_elem_bytes_;
+          char* dst = kv_row(kind, t, h);
           if (kv_f16_) {
             kt_.f32_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd);
           } else {
