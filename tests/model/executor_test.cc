@@ -218,7 +218,9 @@ TEST(ExecutorParallelFor, EveryIndexExactlyOnceAtOneAndTwoThreads) {
     for (int64_t n : {0, 1, 2, 3, 16, 1000}) {
       std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
       (*ex)->ParallelFor(n, [&](int64_t i) { hits[static_cast<size_t>(i)].fetch_add(1); });
-      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "threads " << threads << " n " << n << " i " << i;
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_EQ(hits[static_cast<size_t>(i)].load(), 1) << "threads " << threads << " n " << n << " i " << i;
+      }
     }
     // Usable again after a forward pass (the pool's state carries over between the two).
     std::vector<int32_t> seq = {1, 2, 3};

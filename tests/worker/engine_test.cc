@@ -240,10 +240,10 @@ TEST(Engine, SamePromptSameSeedSameText) {
 }
 
 // A step's sequences are sampled on the executor's threads: sixteen concurrent seeded requests,
-// each with other sampling settings (some asking for logprobs), give the same tokens on a two-thread executor
-// (sampled in parallel) as on a one-thread one (in order). Each sampler owns its state, and
-// the forward pass gives the same logits whatever the batch, so any mix-up of rows or shared
-// state between samplers shows as a different token.
+// each with other sampling settings (some asking for logprobs), give the same tokens on a
+// two-thread executor (sampled in parallel) as on a one-thread one (in order). Each sampler owns
+// its state, and the forward pass gives the same logits whatever the batch, so any mix-up of
+// rows or shared state between samplers shows as a different token.
 TEST(Engine, SampledTokensDoNotDependOnTheExecutorThreads) {
   auto run = [](int threads) {
     Fixture f(256, 16, 64, "stories260K-f32.gguf", threads);
