@@ -95,6 +95,7 @@ class CpuExecutor final : public Executor {
         block_size_(o.block_size),
         max_tokens_(o.max_batch_tokens),
         adaptive_(AdaptiveThreads()),
+        kv_type_(o.kv_type),
         kv_f16_(o.kv_type == KvDType::kF16) {
     const int64_t T = max_tokens_;
     x_.resize(T * c_.dim);
@@ -136,9 +137,9 @@ class CpuExecutor final : public Executor {
     // first written: a step that opened new blocks for a batch of 16 sequences (2,300 page faults
     // on the 110M shape) took several steps' time, and the worker's memory is what it says from
     // the start (as llama.cpp and vLLM reserve theirs).
-    layer_kv_elems_ = static_cast<int64_t>(num_blocks_) * c_.kv_dim() * block_size_;
-    kv_elem_bytes_ = kv_f16_ ? 2 : 4;
-    const int64_t kv_bytes = 2 * c_.n_layers * layer_kv_elems_ * kv_elem_bytes_;
+    kv_row_bytes_ = KvRowBytes(kv_type_, c_.head_dim);
+    layer_kv_bytes_ = static_cast<int64_t>(num_blocks_) * c_.n_kv_heads * block_size_ * kv_row_bytes_;
+    const int64_t kv_bytes = 2 * c_.n_layers * layer_kv_bytes_;
     if (kv_.Allocate(static_cast<size_t>(kv_bytes))) {
       pool_.ParallelFor(kv_bytes, 4096, [&](int64_t b, int64_t e) { std::memset(kv_.data() + b, 0, e - b); });
     }
@@ -155,7 +156,7 @@ class CpuExecutor final : public Executor {
   bool has_kv() const { return kv_.data() != nullptr; }
   std::string Describe() const override {
     return absl::StrCat("cpu ", kt_.isa, ", ", pool_.size(), " thread", pool_.size() == 1 ? "" : "s", ", ",
-                        kv_f16_ ? "f16" : "f32", " KV", packed_matrices_ > 0   ? ", packed weights"
+                        KvDTypeName(kv_type_), " KV", packed_matrices_ > 0   ? ", packed weights"
                         : copied_matrices_ > 0 ? ", copied weights"
                                                : "");
   }
@@ -258,8 +259,8 @@ class CpuExecutor final : public Executor {
     kernels::cpu::PagedAttentionArgs attn;
   };
 
-  char* KCache(int l) { return kv_.data() + (2 * static_cast<int64_t>(l)) * layer_kv_elems_ * kv_elem_bytes_; }
-  char* VCache(int l) { return kv_.data() + (2 * static_cast<int64_t>(l) + 1) * layer_kv_elems_ * kv_elem_bytes_; }
+  char* KCache(int l) { return kv_.data() + (2 * static_cast<int64_t>(l)) * layer_kv_bytes_; }
+  char* VCache(int l) { return kv_.data() + (2 * static_cast<int64_t>(l) + 1) * layer_kv_bytes_; }
 
   void Region(const Step& s, int tid, int nt);
   void Layer(const Step& s, int l, int tid, int nt);
@@ -360,9 +361,10 @@ class CpuExecutor final : public Executor {
   std::vector<float> attn_scratch_;
   int64_t attn_stride_ = 0;
   std::vector<float> rope_cos_, rope_sin_;
+  const KvDType kv_type_;
   const bool kv_f16_;
-  int64_t layer_kv_elems_ = 0;
-  int64_t kv_elem_bytes_ = 4;
+  int64_t layer_kv_bytes_ = 0;  // one layer's K (or V) cache
+  int64_t kv_row_bytes_ = 0;    // one slot of one KV head: head_dim elements
   HugePageBuffer kv_;  // empty when it could not be mapped (MakeCpuExecutor fails)
 };
 
@@ -467,7 +469,6 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   const int64_t T = s.T;
   const int dim = c_.dim, hd = c_.head_dim, kv = c_.kv_dim(), qd = c_.q_dim(), ffn = c_.ffn_dim, bs = block_size_;
   const int half = hd / 2;
-  const int64_t block_stride = static_cast<int64_t>(kv) * bs;
   char* kc = KCache(l);
   char* vc = VCache(l);
 
@@ -484,8 +485,8 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   // table[pos / bs]; layout [block][kv_head][slot][head_dim].
   auto kv_row = [&](int kind, int64_t t, int64_t h) {
     const int pos = b.positions[t];
-    const int64_t off = tables_[t][pos / bs] * block_stride + h * bs * hd + static_cast<int64_t>(pos % bs) * hd;
-    return (kind == 1 ? kc : vc) + off * kv_elem_bytes_;
+    const int64_t row = (static_cast<int64_t>(tables_[t][pos / bs]) * c_.n_kv_heads + h) * bs + pos % bs;
+    return (kind == 1 ? kc : vc) + row * kv_row_bytes_;
   };
   auto qkv_heads = [&](int kind, int64_t h0, int64_t h1) {
     const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
@@ -499,7 +500,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t h = h0; h < h1; ++h) {
           const char* dst = kv_row(kind, t, h);
-          for (int64_t o = 0; o < hd * kv_elem_bytes_; o += 64) __builtin_prefetch(dst + o, 1);
+          for (int64_t o = 0; o < kv_row_bytes_; o += 64) __builtin_prefetch(dst + o, 1);
         }
       }
     }
@@ -513,7 +514,9 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
         if (kind != 2) kt_.rope(head, 1, hd, cs, sn);
         if (kind != 0) {
           char* dst = kv_row(kind, t, h);
-          if (kv_f16_) {
+          if (kv_type_ == KvDType::kQ8_0) {
+            kt_.quantize_q8_0(head, dst, hd);
+          } else if (kv_f16_) {
             kt_.f32_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd);
           } else {
             std::memcpy(dst, head, sizeof(float) * hd);
@@ -528,6 +531,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   attn.k_cache = kc;
   attn.v_cache = vc;
   attn.kv_f16 = kv_f16_;
+  attn.kv_q8 = kv_type_ == KvDType::kQ8_0;
   float* scratch = attn_scratch_.data() + tid * attn_stride_;
   const int64_t nh = c_.n_heads, nkv = c_.n_kv_heads, group = nh / nkv;
 
@@ -606,12 +610,38 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
 absl::StatusOr<KvDType> ParseKvDType(const std::string& name) {
   if (name == "f16") return KvDType::kF16;
   if (name == "f32") return KvDType::kF32;
-  return absl::InvalidArgumentError("KV cache type '" + name + "' is not f16 or f32");
+  if (name == "q8_0") return KvDType::kQ8_0;
+  return absl::InvalidArgumentError("KV cache type '" + name + "' is not f16, f32 or q8_0");
+}
+
+const char* KvDTypeName(KvDType t) {
+  switch (t) {
+    case KvDType::kF16: return "f16";
+    case KvDType::kF32: return "f32";
+    case KvDType::kQ8_0: return "q8_0";
+  }
+  return "?";
+}
+
+int64_t KvRowBytes(KvDType kv_type, int head_dim) {
+  switch (kv_type) {
+    case KvDType::kF16: return 2LL * head_dim;
+    case KvDType::kF32: return 4LL * head_dim;
+    case KvDType::kQ8_0: return head_dim / kernels::kQK * static_cast<int64_t>(sizeof(kernels::BlockQ8_0));
+  }
+  return 4LL * head_dim;
+}
+
+absl::Status CheckKvDType(const LlamaConfig& c, KvDType kv_type) {
+  if (kv_type == KvDType::kQ8_0 && (c.head_dim <= 0 || c.head_dim % kernels::kQK != 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("a q8_0 KV cache needs a head size that is a multiple of ", kernels::kQK,
+                                                   "; this model's is ", c.head_dim, " (use f16)"));
+  }
+  return absl::OkStatus();
 }
 
 int64_t CpuKvBytesPerBlock(const LlamaConfig& c, int block_size, KvDType kv_type) {
-  const int64_t elem = kv_type == KvDType::kF16 ? 2 : 4;
-  return 2LL * c.n_layers * c.kv_dim() * block_size * elem;
+  return 2LL * c.n_layers * c.n_kv_heads * block_size * KvRowBytes(kv_type, c.head_dim);
 }
 
 absl::Status ValidateBatch(const ForwardBatch& b, const LlamaConfig& c, int num_kv_blocks, int block_size,
@@ -663,6 +693,7 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeCpuExecutor(std::shared_ptr<const 
   if (o.max_batch_tokens <= 0 || o.max_batch_tokens > 1 << 16) {
     return absl::InvalidArgumentError(absl::StrCat("max batch tokens ", o.max_batch_tokens, " must be in [1, 65536]"));
   }
+  RETURN_IF_ERROR(CheckKvDType(c, o.kv_type));
   if (o.num_kv_blocks == 0) o.num_kv_blocks = (c.context_length + o.block_size - 1) / o.block_size + 1;
   if (o.num_kv_blocks < 0) return absl::InvalidArgumentError("KV block count must be positive");
   int threads = o.threads;

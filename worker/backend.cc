@@ -17,6 +17,7 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeBackend(std::shared_ptr<const Load
   eo.max_batch_tokens = o.max_tokens_per_step;
   eo.threads = o.threads;
   if (o.backend == "cpu") {
+    if (absl::Status st = CheckKvDType(c, eo.kv_type); !st.ok()) return st;
     const int64_t per_block = CpuKvBytesPerBlock(c, o.block_size, eo.kv_type);
     int64_t blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks : (static_cast<int64_t>(o.kv_memory_mb) << 20) / per_block;
     // More blocks than every sequence at full context (twice, for the prefix cache) buys nothing.
@@ -38,6 +39,9 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeBackend(std::shared_ptr<const Load
     co.max_batch_tokens = o.max_tokens_per_step;
     co.num_kv_blocks = o.num_kv_blocks;
     co.kv_memory_fraction = o.gpu_memory_fraction;
+    if (*kv_type == KvDType::kQ8_0) {
+      return absl::InvalidArgumentError("--kv-cache-type q8_0 is for the cpu backend; the cuda backend takes f16 or f32");
+    }
     co.kv_type = *kv_type == KvDType::kF16 ? KvCacheType::kF16 : KvCacheType::kF32;
     // Builds without CUDA, and machines without a GPU or driver, get FAILED_PRECONDITION naming why.
     return MakeCudaExecutor(std::move(model), co);

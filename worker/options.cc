@@ -27,8 +27,10 @@ absl::StatusOr<WorkerOptions> ParseWorkerOptions(int argc, char** argv, int* exi
   app.add_option("--gpu-memory-fraction", o.gpu_memory_fraction, "Fraction of free GPU memory for the KV cache")
       ->check(CLI::Range(0.01, 0.99))->capture_default_str();
   app.add_option("--block-size", o.block_size, "Tokens per KV block")->check(CLI::Range(1, 1024))->capture_default_str();
-  app.add_option("--kv-cache-type", o.kv_cache_type, "KV cache element type: f16 (half the memory) or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))->capture_default_str();
+  app.add_option("--kv-cache-type", o.kv_cache_type,
+                 "KV cache element type: f16 (half the memory of f32), f32, or q8_0 (cpu backend only: 0.53x the "
+                 "memory of f16, faster attention at long contexts, logits moved slightly)")
+      ->check(CLI::IsMember({"f16", "f32", "q8_0"}))->capture_default_str();
   app.add_option("-c,--ctx-size", o.ctx_size, "Context length (0: the model file's)")->check(CLI::Range(0, 1 << 20));
   app.add_flag("!--no-prefix-cache", o.prefix_cache, "Disable the prefix cache");
   app.add_option("--host", o.host, "Address to listen on")->capture_default_str();

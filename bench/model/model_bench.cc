@@ -16,7 +16,9 @@
 // (else /tmp), and each is deleted once measured unless --keep.
 //
 // --no-pack runs the children with FLOTILLA_PACK_WEIGHTS=0 (quantized weights read as stored in
-// the file instead of the kernels' packed layout), to compare the two.
+// the file instead of the kernels' packed layout), to compare the two. One measurement alone:
+// `model_bench --child --model FILE --what decode|prompt|batch --threads T --n N [--batch B]
+// [--interleave-bw] [--kv-cache-type f16|f32|q8_0]` (the parent always uses the f16 cache).
 //
 // Children run with FLOTILLA_ADAPTIVE_THREADS=0 (the executor's fall-back to one thread on an
 // oversubscribed host is off, so a 2-thread figure is a 2-thread figure) unless --adaptive.
@@ -83,6 +85,7 @@ struct ChildArgs {
   // decode: also measure the roofline fraction alongside; batch of several: also the ratio to
   // one sequence at the same moment (see RunChild)
   bool interleave_bw = false;
+  std::string kv_cache_type = "f16";  // f16 | f32 | q8_0
 };
 
 // Prints "tok_s=<median-based tokens/s> mean_tok_s=<...> bytes=<weight bytes per token>".
@@ -99,6 +102,12 @@ int RunChild(const ChildArgs& a) {
   const int V = c.vocab_size;
   const int prefix = 8;  // tokens of context each sequence has before decode is timed
   ExecutorOptions eo;
+  auto kv = ParseKvDType(a.kv_cache_type);
+  if (!kv.ok()) {
+    std::fprintf(stderr, "child: %s\n", std::string(kv.status().message()).c_str());
+    return 1;
+  }
+  eo.kv_type = *kv;
   eo.threads = a.threads;
   eo.isa = a.isa;
   eo.block_size = 16;
@@ -563,6 +572,7 @@ int main(int argc, char** argv) {
     else if (a == "--batch") ca.batch = std::stoi(value(i));
     else if (a == "--context") ca.context = std::stoi(value(i));
     else if (a == "--interleave-bw") ca.interleave_bw = true;
+    else if (a == "--kv-cache-type") ca.kv_cache_type = value(i);
     else if (a == "--isa") o.isa = ca.isa = value(i);
     else if (a == "--threads") {
       const std::string v = value(i);

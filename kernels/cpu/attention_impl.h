@@ -17,6 +17,7 @@
 
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/fp16.h"
+#include "kernels/quant.h"
 
 #ifndef FLOTILLA_ATTN_INLINE
 #define FLOTILLA_ATTN_INLINE inline
@@ -25,12 +26,27 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-// The KV cache holds f32 or IEEE half elements. The plain paths read a row through RowF32, which
-// converts a half row into `tmp`; the vector path converts inside its loads (V::LoadKv).
+// The KV cache holds f32 elements, IEEE half elements (uint16_t) or ggml's Q8_0 blocks of 32
+// (BlockQ8_0; rows start on whole blocks, head_dim being a multiple of 32). Offsets are counted
+// in elements everywhere; KvAt turns one into an address. The plain paths read a row through
+// RowF32, which converts it into `tmp`; the vector path converts inside its loads
+// (V::LoadKv(row, element, n)). A Q8_0 value is read as float(q) * float(d), the same product
+// DequantizeRow forms, so attention over a Q8_0 cache equals attention over an f32 cache holding
+// its dequantized values, bit for bit.
+template <class KvT>
+constexpr int64_t kKvPerUnit = std::is_same_v<KvT, BlockQ8_0> ? kQK : 1;
+template <class KvT>
+FLOTILLA_ATTN_INLINE const KvT* KvAt(const void* base, int64_t elems) {
+  return static_cast<const KvT*>(base) + elems / kKvPerUnit<KvT>;
+}
+
 template <class KvT>
 FLOTILLA_ATTN_INLINE const float* RowF32(const void* base, int64_t off, int n, float* tmp) {
   if constexpr (std::is_same_v<KvT, float>) {
     return static_cast<const float*>(base) + off;
+  } else if constexpr (std::is_same_v<KvT, BlockQ8_0>) {
+    DequantizeRow(DType::kQ8_0, KvAt<KvT>(base, off), tmp, n);
+    return tmp;
   } else {
     const uint16_t* h = static_cast<const uint16_t*>(base) + off;
     for (int i = 0; i < n; ++i) tmp[i] = F16ToF32(h[i]);
@@ -72,6 +88,7 @@ void PagedAttentionImplT(const PagedAttentionArgs& a, int64_t t, int h, float* s
 template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
           void (*Softmax)(float*, int64_t)>
 void PagedAttentionImpl(const PagedAttentionArgs& a, int64_t t, int h, float* scores) {
+  if (a.kv_q8) return PagedAttentionImplT<BlockQ8_0, Dot, Axpy, Softmax>(a, t, h, scores);
   if (a.kv_f16) return PagedAttentionImplT<uint16_t, Dot, Axpy, Softmax>(a, t, h, scores);
   PagedAttentionImplT<float, Dot, Axpy, Softmax>(a, t, h, scores);
 }
@@ -114,6 +131,7 @@ void PagedAttentionGroupImplT(const PagedAttentionArgs& a, int64_t t, int kvh, f
 template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
           void (*Softmax)(float*, int64_t)>
 void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
+  if (a.kv_q8) return PagedAttentionGroupImplT<BlockQ8_0, Dot, Axpy, Softmax>(a, t, kvh, scratch);
   if (a.kv_f16) return PagedAttentionGroupImplT<uint16_t, Dot, Axpy, Softmax>(a, t, kvh, scratch);
   PagedAttentionGroupImplT<float, Dot, Axpy, Softmax>(a, t, kvh, scratch);
 }
@@ -129,7 +147,8 @@ void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, fl
 template <class KvT>
 inline void PrefetchKvRows(const KvT* p, int64_t elems) {
   const char* c = reinterpret_cast<const char*>(p);
-  for (int64_t o = 0; o < elems * static_cast<int64_t>(sizeof(KvT)); o += 64) __builtin_prefetch(c + o);
+  const int64_t bytes = elems / kKvPerUnit<KvT> * static_cast<int64_t>(sizeof(KvT));
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o);
 }
 
 // V: the variant's vector policy (Reg, kWidth, Zero, Load(p, n), Store(p, v, n), Fmadd(a, x, acc),
@@ -151,7 +170,8 @@ void PagedAttentionVecFixed(const PagedAttentionArgs& a, int64_t t, int kvh, int
   const int64_t block_stride = static_cast<int64_t>(a.n_kv_heads) * bs * hd;
   const int64_t head_off = static_cast<int64_t>(kvh) * bs * hd;
   const int last = hd - (kRegs - 1) * kW;  // elements in the last register (1..kW)
-  auto load_kv = [&](const KvT* row, int i) { return V::LoadKv(row + i * kW, i + 1 < kRegs ? kW : last); };
+  auto load_kv = [&](const KvT* row, int i) { return V::LoadKv(row, i * kW, i + 1 < kRegs ? kW : last); };
+  auto row_at = [&](const KvT* block_rows, int s) { return block_rows + static_cast<int64_t>(s) * hd / kKvPerUnit<KvT>; };
 
   // Scores: kW positions at a time, each a full-width dot product accumulated in its own
   // register, then all of them summed across lanes together by V::Reduce (one horizontal sum per
@@ -162,12 +182,12 @@ void PagedAttentionVecFixed(const PagedAttentionArgs& a, int64_t t, int kvh, int
     for (int i = 0; i < kRegs; ++i) qv[i] = V::Load(q + g * hd + i * kW, i + 1 < kRegs ? kW : last);
     float* sc = scratch + g * stride;
     for (int j = 0, b = 0; j < n; j += bs, ++b) {
-      const KvT* kb = static_cast<const KvT*>(a.k_cache) + table[b] * block_stride + head_off;
+      const KvT* kb = KvAt<KvT>(a.k_cache, table[b] * block_stride + head_off);
       const int cnt = std::min(bs, n - j);
       if (g == 0) {
-        PrefetchKvRows(static_cast<const KvT*>(a.v_cache) + table[b] * block_stride + head_off, int64_t{cnt} * hd);
+        PrefetchKvRows(KvAt<KvT>(a.v_cache, table[b] * block_stride + head_off), int64_t{cnt} * hd);
         if (j + bs < n) {
-          PrefetchKvRows(static_cast<const KvT*>(a.k_cache) + table[b + 1] * block_stride + head_off,
+          PrefetchKvRows(KvAt<KvT>(a.k_cache, table[b + 1] * block_stride + head_off),
                          static_cast<int64_t>(std::min(bs, n - j - bs)) * hd);
         }
       }
@@ -178,7 +198,7 @@ void PagedAttentionVecFixed(const PagedAttentionArgs& a, int64_t t, int kvh, int
         for (int s = 0; s < kW; ++s) {
           acc[s] = V::Zero();
           if (s < m) {
-            const KvT* k = kb + static_cast<int64_t>(s0 + s) * hd;
+            const KvT* k = row_at(kb, s0 + s);
 #pragma GCC unroll 8
             for (int i = 0; i < kRegs; ++i) acc[s] = V::FmaddV(qv[i], load_kv(k, i), acc[s]);
           }
@@ -191,7 +211,7 @@ void PagedAttentionVecFixed(const PagedAttentionArgs& a, int64_t t, int kvh, int
   float* o = a.out + t * a.out_stride + static_cast<int64_t>(h0) * hd;
   std::memset(o, 0, sizeof(float) * hd * heads);
   for (int j = 0, b = 0; j < n; j += bs, ++b) {
-    const KvT* vb = static_cast<const KvT*>(a.v_cache) + table[b] * block_stride + head_off;
+    const KvT* vb = KvAt<KvT>(a.v_cache, table[b] * block_stride + head_off);
     const int cnt = std::min(bs, n - j);
     for (int g = 0; g < heads; ++g) {
       const float* p = scratch + g * stride + j;
@@ -202,8 +222,8 @@ void PagedAttentionVecFixed(const PagedAttentionArgs& a, int64_t t, int kvh, int
       for (int i = 0; i < kRegs; ++i) even[i] = odd[i] = V::Zero();
       int s = 0;
       for (; s + 2 <= cnt; s += 2) {
-        const KvT* v0 = vb + static_cast<int64_t>(s) * hd;
-        const KvT* v1 = v0 + hd;
+        const KvT* v0 = row_at(vb, s);
+        const KvT* v1 = row_at(vb, s + 1);
 #pragma GCC unroll 8
         for (int i = 0; i < kRegs; ++i) {
           even[i] = V::Fmadd(p[s], load_kv(v0, i), even[i]);
@@ -211,7 +231,7 @@ void PagedAttentionVecFixed(const PagedAttentionArgs& a, int64_t t, int kvh, int
         }
       }
       if (s < cnt) {
-        const KvT* v0 = vb + static_cast<int64_t>(s) * hd;
+        const KvT* v0 = row_at(vb, s);
 #pragma GCC unroll 8
         for (int i = 0; i < kRegs; ++i) even[i] = V::Fmadd(p[s], load_kv(v0, i), even[i]);
       }
@@ -247,6 +267,7 @@ template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(f
 void PagedAttentionHeadVec(const PagedAttentionArgs& a, int64_t t, int h, float* scratch) {
   if (a.head_dim > kAttnMaxRegs * V::kWidth) return PagedAttentionImpl<Dot, Axpy, Softmax>(a, t, h, scratch);
   const int kvh = h / (a.n_heads / a.n_kv_heads);
+  if (a.kv_q8) return PagedAttentionVecImpl<V, BlockQ8_0, Softmax>(a, t, kvh, h, 1, scratch);
   if (a.kv_f16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, h, 1, scratch);
   PagedAttentionVecImpl<V, float, Softmax>(a, t, kvh, h, 1, scratch);
 }
@@ -256,6 +277,7 @@ template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(f
 void PagedAttentionGroupVec(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
   if (a.head_dim > kAttnMaxRegs * V::kWidth) return PagedAttentionGroupImpl<Dot, Axpy, Softmax>(a, t, kvh, scratch);
   const int group = a.n_heads / a.n_kv_heads;
+  if (a.kv_q8) return PagedAttentionVecImpl<V, BlockQ8_0, Softmax>(a, t, kvh, kvh * group, group, scratch);
   if (a.kv_f16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, kvh * group, group, scratch);
   PagedAttentionVecImpl<V, float, Softmax>(a, t, kvh, kvh * group, group, scratch);
 }

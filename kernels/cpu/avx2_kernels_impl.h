@@ -523,12 +523,22 @@ struct V256 {
   }
   static FLOTILLA_INLINE Reg Fmadd(float a, Reg x, Reg acc) { return _mm256_fmadd_ps(_mm256_set1_ps(a), x, acc); }
   static FLOTILLA_INLINE Reg FmaddV(Reg a, Reg x, Reg acc) { return _mm256_fmadd_ps(a, x, acc); }
-  static FLOTILLA_INLINE Reg LoadKv(const float* p, int n) { return Load(p, n); }
-  static FLOTILLA_INLINE Reg LoadKv(const uint16_t* p, int n) {
+  // Elements e .. e + n - 1 of a K/V row (n <= 8), as f32.
+  static FLOTILLA_INLINE Reg LoadKv(const float* row, int64_t e, int n) { return Load(row + e, n); }
+  static FLOTILLA_INLINE Reg LoadKv(const uint16_t* row, int64_t e, int n) {
+    const uint16_t* p = row + e;
     if (n >= 8) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     alignas(16) uint16_t tail[8] = {};
     std::memcpy(tail, p, sizeof(uint16_t) * n);
     return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(tail)));
+  }
+  // A Q8_0 row: 8 values never cross a block (rows are whole blocks of 32).
+  static FLOTILLA_INLINE Reg LoadKv(const BlockQ8_0* row, int64_t e, int n) {
+    const BlockQ8_0& b = row[e / kQK];
+    int64_t bits = 0;
+    std::memcpy(&bits, b.qs + e % kQK, static_cast<size_t>(n));
+    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
+    return _mm256_mul_ps(v, _mm256_set1_ps(_cvtsh_ss(b.d)));
   }
   static FLOTILLA_INLINE Reg Add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
   static FLOTILLA_INLINE Reg Scale(Reg a, float s) { return _mm256_mul_ps(a, _mm256_set1_ps(s)); }

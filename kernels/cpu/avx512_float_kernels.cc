@@ -284,10 +284,19 @@ struct V512 {
   }
   static FLOTILLA_INLINE Reg Fmadd(float a, Reg x, Reg acc) { return _mm512_fmadd_ps(_mm512_set1_ps(a), x, acc); }
   static FLOTILLA_INLINE Reg FmaddV(Reg a, Reg x, Reg acc) { return _mm512_fmadd_ps(a, x, acc); }
-  static FLOTILLA_INLINE Reg LoadKv(const float* p, int n) { return Load(p, n); }
-  static FLOTILLA_INLINE Reg LoadKv(const uint16_t* p, int n) {
+  // Elements e .. e + n - 1 of a K/V row (n <= 16), as f32.
+  static FLOTILLA_INLINE Reg LoadKv(const float* row, int64_t e, int n) { return Load(row + e, n); }
+  static FLOTILLA_INLINE Reg LoadKv(const uint16_t* row, int64_t e, int n) {
+    const uint16_t* p = row + e;
     return _mm512_cvtph_ps(n >= 16 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))
                                    : _mm256_maskz_loadu_epi16(TailMask(n), p));
+  }
+  // A Q8_0 row: 16 values never cross a block (rows are whole blocks of 32).
+  static FLOTILLA_INLINE Reg LoadKv(const BlockQ8_0* row, int64_t e, int n) {
+    const BlockQ8_0& b = row[e / kQK];
+    const int8_t* q = b.qs + e % kQK;
+    const __m128i v = n >= 16 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(q)) : _mm_maskz_loadu_epi8(TailMask(n), q);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)), _mm512_set1_ps(_cvtsh_ss(b.d)));
   }
   static FLOTILLA_INLINE Reg Add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
   static FLOTILLA_INLINE Reg Scale(Reg a, float s) { return _mm512_mul_ps(a, _mm512_set1_ps(s)); }

@@ -41,10 +41,12 @@ struct PagedAttentionArgs {
   int64_t q_stride;
   float* out;  // [T][n_heads * head_dim]
   int64_t out_stride;
-  // Layout per layer: [block][kv_head][slot][head_dim], elements f32 or IEEE half (kv_f16).
+  // Layout per layer: [block][kv_head][slot][head_dim], elements f32, IEEE half (kv_f16) or
+  // ggml Q8_0 blocks of 32 (kv_q8; head_dim a multiple of 32, each row head_dim / 32 blocks).
   const void* k_cache;
   const void* v_cache;
   bool kv_f16 = false;
+  bool kv_q8 = false;
   int n_heads;
   int n_kv_heads;
   int head_dim;

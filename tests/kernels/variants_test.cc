@@ -337,6 +337,32 @@ TEST_P(VariantTest, Rope) {
   }
 }
 
+// Block ids 0..n-1 in a random order: tables that scatter a sequence over the cache.
+std::vector<int32_t> ShuffledIds(int n, std::mt19937& rng) {
+  std::vector<int32_t> ids(n);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  return ids;
+}
+
+// The arguments every attention test shares: T tokens of n_heads query heads in q, their
+// positions and block tables; the caches and the output are each test's own.
+PagedAttentionArgs AttentionArgs(const std::vector<float>& q, int n_heads, int n_kv, int hd, int bs,
+                                 const std::vector<int32_t>& positions, const std::vector<const int32_t*>& tables) {
+  PagedAttentionArgs args{};
+  args.q = q.data();
+  args.q_stride = n_heads * hd;
+  args.n_heads = n_heads;
+  args.n_kv_heads = n_kv;
+  args.head_dim = hd;
+  args.block_size = bs;
+  args.positions = positions.data();
+  args.block_tables = tables.data();
+  args.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  args.out_stride = n_heads * hd;
+  return args;
+}
+
 TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
   std::mt19937 rng(5);
   for (int hd : {8, 64}) {
@@ -346,9 +372,7 @@ TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
       auto k = RandomVector(n_blocks * block_floats, hd * 7 + bs);
       auto v = RandomVector(n_blocks * block_floats, hd * 11 + bs);
       auto q = RandomVector(T * n_heads * hd, hd * 13 + bs);
-      std::vector<int32_t> ids(n_blocks);
-      std::iota(ids.begin(), ids.end(), 0);
-      std::shuffle(ids.begin(), ids.end(), rng);
+      const std::vector<int32_t> ids = ShuffledIds(n_blocks, rng);
       std::vector<int32_t> positions(T);
       std::vector<const int32_t*> tables(T);
       const int max_pos = std::min(n_blocks * bs, 37);
@@ -357,19 +381,9 @@ TEST_P(VariantTest, PagedAttentionWithGqaAndScatteredBlocks) {
         tables[t] = ids.data() + (t % 2);  // two sequences with different tables
       }
       if (bs == 1) positions[0] = n_blocks - 2;
-      PagedAttentionArgs args{};
-      args.q = q.data();
-      args.q_stride = n_heads * hd;
+      PagedAttentionArgs args = AttentionArgs(q, n_heads, n_kv, hd, bs, positions, tables);
       args.k_cache = k.data();
       args.v_cache = v.data();
-      args.n_heads = n_heads;
-      args.n_kv_heads = n_kv;
-      args.head_dim = hd;
-      args.block_size = bs;
-      args.positions = positions.data();
-      args.block_tables = tables.data();
-      args.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      args.out_stride = n_heads * hd;
       std::vector<float> a(T * n_heads * hd), b(a.size()), scratch(2 * 1024);
       args.out = a.data();
       for (int t = 0; t < T; ++t)
@@ -399,22 +413,10 @@ TEST_P(VariantTest, PagedAttentionWithHalfKvCache) {
       ref_.f32_to_f16(v.data(), vh.data(), elems);
       fast_->f32_to_f16(k.data(), kh2.data(), elems);
       EXPECT_EQ(kh, kh2) << "f32_to_f16 differs from the reference";
-      std::vector<int32_t> ids(n_blocks);
-      std::iota(ids.begin(), ids.end(), 0);
-      std::shuffle(ids.begin(), ids.end(), rng);
+      const std::vector<int32_t> ids = ShuffledIds(n_blocks, rng);
       std::vector<int32_t> positions = {0, 21, n_blocks * bs - 1};
       std::vector<const int32_t*> tables(T, ids.data());
-      PagedAttentionArgs args{};
-      args.q = q.data();
-      args.q_stride = n_heads * hd;
-      args.n_heads = n_heads;
-      args.n_kv_heads = n_kv;
-      args.head_dim = hd;
-      args.block_size = bs;
-      args.positions = positions.data();
-      args.block_tables = tables.data();
-      args.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      args.out_stride = n_heads * hd;
+      PagedAttentionArgs args = AttentionArgs(q, n_heads, n_kv, hd, bs, positions, tables);
       std::vector<float> full(T * n_heads * hd), ref(full.size()), head(full.size()), group(full.size());
       std::vector<float> scratch(AttentionGroupScratch(n_heads, n_kv, hd, n_blocks * bs));
       for (int t = 0; t < T; ++t) {
@@ -440,6 +442,63 @@ TEST_P(VariantTest, PagedAttentionWithHalfKvCache) {
   }
 }
 
+// A Q8_0 KV cache (rows of head_dim / 32 ggml blocks): every variant's single-head and group
+// kernels give bit for bit what the same kernels give over an f32 cache holding the dequantized
+// values (a Q8_0 value is read as the same product DequantizeRow forms), the scalar reference
+// agrees (bound 1e-10), and the result stays near the unquantized cache (8-bit rounding of K and
+// V only: bound 1e-3).
+TEST_P(VariantTest, PagedAttentionWithQ8KvCache) {
+  std::mt19937 rng(29);
+  for (int n_kv : {8, 2}) {
+    for (int hd : {32, 64, 128}) {
+      const int n_heads = 8, bs = 16, n_blocks = 10, T = 3;
+      const int64_t rows = static_cast<int64_t>(n_blocks) * n_kv * bs, elems = rows * hd;
+      auto k = RandomVector(elems, hd * 43 + n_kv);
+      auto v = RandomVector(elems, hd * 47 + n_kv);
+      auto q = RandomVector(T * n_heads * hd, hd * 53 + n_kv);
+      std::vector<BlockQ8_0> kq(elems / kQK), vq(elems / kQK);
+      std::vector<float> kd(elems), vd(elems);
+      for (int64_t r = 0; r < rows; ++r) {
+        fast_->quantize_q8_0(k.data() + r * hd, kq.data() + r * hd / kQK, hd);
+        fast_->quantize_q8_0(v.data() + r * hd, vq.data() + r * hd / kQK, hd);
+        DequantizeRow(DType::kQ8_0, kq.data() + r * hd / kQK, kd.data() + r * hd, hd);
+        DequantizeRow(DType::kQ8_0, vq.data() + r * hd / kQK, vd.data() + r * hd, hd);
+      }
+      const std::vector<int32_t> ids = ShuffledIds(n_blocks, rng);
+      std::vector<int32_t> positions = {0, 21, n_blocks * bs - 1};
+      std::vector<const int32_t*> tables(T, ids.data());
+      PagedAttentionArgs args = AttentionArgs(q, n_heads, n_kv, hd, bs, positions, tables);
+      const size_t out = static_cast<size_t>(T) * n_heads * hd;
+      std::vector<float> full(out), deq_head(out), deq_group(out), ref(out), head(out), group(out);
+      std::vector<float> scratch(AttentionGroupScratch(n_heads, n_kv, hd, n_blocks * bs));
+      // Token t over the caches k_cache / v_cache: the reference per head into `reference`, this
+      // variant per head and per KV group into `per_head` and `per_group`.
+      auto run = [&](int t, const void* kc, const void* vc, bool q8, float* reference, float* per_head, float* per_group) {
+        args.k_cache = kc;
+        args.v_cache = vc;
+        args.kv_q8 = q8;
+        args.out = reference;
+        for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
+        args.out = per_head;
+        for (int h = 0; h < n_heads; ++h) fast_->attention(args, t, h, scratch.data());
+        args.out = per_group;
+        for (int g = 0; g < n_kv; ++g) fast_->attention_group(args, t, g, scratch.data());
+      };
+      std::vector<float> unused_head(out), unused_group(out), unused_ref(out);
+      for (int t = 0; t < T; ++t) {
+        run(t, k.data(), v.data(), false, full.data(), unused_head.data(), unused_group.data());
+        run(t, kd.data(), vd.data(), false, unused_ref.data(), deq_head.data(), deq_group.data());
+        run(t, kq.data(), vq.data(), true, ref.data(), head.data(), group.data());
+      }
+      EXPECT_EQ(head, deq_head) << "n_kv=" << n_kv << " hd=" << hd;
+      EXPECT_EQ(group, deq_group) << "n_kv=" << n_kv << " hd=" << hd;
+      EXPECT_LT(Nmse(group, ref), 1e-10) << "n_kv=" << n_kv << " hd=" << hd;
+      EXPECT_LT(Nmse(ref, full), 1e-3) << "n_kv=" << n_kv << " hd=" << hd;
+      EXPECT_GT(Nmse(ref, full), 0) << "the cache was not quantized";
+    }
+  }
+}
+
 // The group kernel (all query heads of a KV head, K/V read once) against the scalar reference
 // per head, for group sizes 1..8 and head sizes with and without a vector tail; and bit for bit
 // against the same variant's single-head kernel.
@@ -452,24 +511,12 @@ TEST_P(VariantTest, AttentionGroupMatchesPerHead) {
       auto k = RandomVector(n_blocks * block_floats, hd * 3 + n_kv);
       auto v = RandomVector(n_blocks * block_floats, hd * 5 + n_kv);
       auto q = RandomVector(T * n_heads * hd, hd * 7 + n_kv);
-      std::vector<int32_t> ids(n_blocks);
-      std::iota(ids.begin(), ids.end(), 0);
-      std::shuffle(ids.begin(), ids.end(), rng);
+      const std::vector<int32_t> ids = ShuffledIds(n_blocks, rng);
       std::vector<int32_t> positions = {0, 17, n_blocks * bs - 1};
       std::vector<const int32_t*> tables(T, ids.data());
-      PagedAttentionArgs args{};
-      args.q = q.data();
-      args.q_stride = n_heads * hd;
+      PagedAttentionArgs args = AttentionArgs(q, n_heads, n_kv, hd, bs, positions, tables);
       args.k_cache = k.data();
       args.v_cache = v.data();
-      args.n_heads = n_heads;
-      args.n_kv_heads = n_kv;
-      args.head_dim = hd;
-      args.block_size = bs;
-      args.positions = positions.data();
-      args.block_tables = tables.data();
-      args.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-      args.out_stride = n_heads * hd;
       std::vector<float> ref(T * n_heads * hd), head(ref.size()), group(ref.size());
       std::vector<float> scratch(AttentionGroupScratch(n_heads, n_kv, hd, n_blocks * bs));
       for (int t = 0; t < T; ++t) {

@@ -527,6 +527,48 @@ int WaitExit(Subprocess& p, std::chrono::seconds timeout) {
   return p.Stop();
 }
 
+// --kv-cache-type q8_0: a model whose head size is a multiple of 32 (a synthetic one, head size
+// 64, written by `flotilla synth`) is served from the 8-bit cache; stories260K (head size 8) and
+// the cuda backend are refused at start with messages that say why.
+TEST(WorkerProcess, Q8KvCacheServesWhereTheHeadSizeAllowsAndIsRefusedElsewhere) {
+  TempDir dir;
+  const std::string model = dir.File("synth.gguf");
+  {
+    Subprocess synth;
+    ASSERT_TRUE(synth.Start({testing::BinDir() + "/flotilla", "synth", "--shape", "256,2,4,2,512,300", "--type", "q8_0", "-o",
+                             model},
+                            dir.File("synth.log")));
+    const int status = WaitExit(synth, std::chrono::seconds(60));
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << synth.Log();
+  }
+  {
+    Worker w({"--kv-cache-type", "q8_0"}, model);
+    const Result r = Generate(w.stub(), Greedy("Once upon a time", 8));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message() << w.proc().Log();
+    EXPECT_EQ(r.ids.size(), 8u);
+    EXPECT_NE(w.proc().Log().find("q8_0 KV"), std::string::npos) << w.proc().Log();
+  }
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--model", "stories260K-f32.gguf"}, "multiple of 32"},
+      {{"--model", model, "--backend", "cuda"}, "cpu backend"},
+  };
+  for (const auto& [args, why] : cases) {
+    std::vector<std::string> argv = {testing::BinDir() + "/flotilla-worker", "--kv-cache-type", "q8_0", "--threads", "2",
+                                     "--ready-file", dir.File("ready.json")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Subprocess p;
+    ASSERT_TRUE(p.Start(argv, dir.File("refused.log")));
+    if (!p.WaitReady(dir.File("ready.json")).is_null()) {
+      ADD_FAILURE() << "the worker served: " << p.Log();
+      continue;
+    }
+    const int status = WaitExit(p, std::chrono::seconds(30));
+    ASSERT_TRUE(WIFEXITED(status)) << p.Log();
+    EXPECT_NE(WEXITSTATUS(status), 0) << p.Log();
+    EXPECT_NE(p.Log().find(why), std::string::npos) << "expected '" << why << "' in:\n" << p.Log();
+  }
+}
+
 TEST(WorkerProcess, ConfigFileSetsTheServedOptionsAndFlagsWin) {
   TempDir dir;
   testing::WriteBytes(dir.File("worker.toml"),
