@@ -95,8 +95,7 @@ class CpuExecutor final : public Executor {
         block_size_(o.block_size),
         max_tokens_(o.max_batch_tokens),
         adaptive_(AdaptiveThreads()),
-        kv_type_(o.kv_type),
-        kv_f16_(o.kv_type == KvDType::kF16) {
+        kv_type_(o.kv_type) {
     const int64_t T = max_tokens_;
     x_.resize(T * c_.dim);
     xb_.resize(T * std::max(c_.dim, c_.q_dim()));
@@ -362,7 +361,6 @@ class CpuExecutor final : public Executor {
   int64_t attn_stride_ = 0;
   std::vector<float> rope_cos_, rope_sin_;
   const KvDType kv_type_;
-  const bool kv_f16_;
   int64_t layer_kv_bytes_ = 0;  // one layer's K (or V) cache
   int64_t kv_row_bytes_ = 0;    // one slot of one KV head: head_dim elements
   HugePageBuffer kv_;  // empty when it could not be mapped (MakeCpuExecutor fails)
@@ -516,7 +514,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
           char* dst = kv_row(kind, t, h);
           if (kv_type_ == KvDType::kQ8_0) {
             kt_.quantize_q8_0(head, dst, hd);
-          } else if (kv_f16_) {
+          } else if (kv_type_ == KvDType::kF16) {
             kt_.f32_to_f16(head, reinterpret_cast<uint16_t*>(dst), hd);
           } else {
             std::memcpy(dst, head, sizeof(float) * hd);
@@ -530,8 +528,9 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   auto attn = s.attn;
   attn.k_cache = kc;
   attn.v_cache = vc;
-  attn.kv_f16 = kv_f16_;
-  attn.kv_q8 = kv_type_ == KvDType::kQ8_0;
+  attn.kv = kv_type_ == KvDType::kQ8_0 ? kernels::cpu::KvElem::kQ8_0
+            : kv_type_ == KvDType::kF16  ? kernels::cpu::KvElem::kF16
+                                         : kernels::cpu::KvElem::kF32;
   float* scratch = attn_scratch_.data() + tid * attn_stride_;
   const int64_t nh = c_.n_heads, nkv = c_.n_kv_heads, group = nh / nkv;
 

@@ -294,7 +294,7 @@ void Engine::Step() {
       if (logit_row_[i] < 0) continue;
       const auto& s = plan.seqs[i];
       std::span<float> row(logits_.data() + static_cast<size_t>(logit_row_[i]) * V, V);
-      picks_.push_back({s.id, live_.at(s.id).get(), row, scheduler_->tokens(s.id), {}});
+      picks_.push_back({live_.at(s.id).get(), row, scheduler_->tokens(s.id), {}});
     }
     executor_->ParallelFor(static_cast<int64_t>(picks_.size()), [&](int64_t k) {
       Pick& p = picks_[static_cast<size_t>(k)];
@@ -306,7 +306,7 @@ void Engine::Step() {
       FinishReason fr = FinishReason::kNone;
       if (!p.live->req.ignore_eos && tokenizer_->IsEnd(p.result.token)) fr = FinishReason::kEos;
       if (stopped) fr = FinishReason::kStop;
-      results.push_back({p.id, p.result.token, fr});
+      results.push_back({p.live->id, p.result.token, fr});
     }
   }
   tokens_since_ += static_cast<int64_t>(results.size());

@@ -163,7 +163,6 @@ class Engine {
   std::vector<int> logit_row_;  // per plan seq: row in logits_ or -1
   // A step's sampled sequences, in plan order: sampled on the executor's threads, then emitted.
   struct Pick {
-    uint64_t id;
     Live* live;
     std::span<float> row;
     std::span<const int32_t> tokens;

@@ -192,7 +192,7 @@ void BM_Attention(benchmark::State& state) {
   a.out_stride = n_heads * hd;
   a.k_cache = f16 ? static_cast<const void*>(kh.data()) : kf.data();
   a.v_cache = f16 ? static_cast<const void*>(vh.data()) : vf.data();
-  a.kv_f16 = f16;
+  a.kv = f16 ? KvElem::kF16 : KvElem::kF32;
   a.n_heads = n_heads;
   a.n_kv_heads = n_kv;
   a.head_dim = hd;

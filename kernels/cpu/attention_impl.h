@@ -88,8 +88,8 @@ void PagedAttentionImplT(const PagedAttentionArgs& a, int64_t t, int h, float* s
 template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
           void (*Softmax)(float*, int64_t)>
 void PagedAttentionImpl(const PagedAttentionArgs& a, int64_t t, int h, float* scores) {
-  if (a.kv_q8) return PagedAttentionImplT<BlockQ8_0, Dot, Axpy, Softmax>(a, t, h, scores);
-  if (a.kv_f16) return PagedAttentionImplT<uint16_t, Dot, Axpy, Softmax>(a, t, h, scores);
+  if (a.kv == KvElem::kQ8_0) return PagedAttentionImplT<BlockQ8_0, Dot, Axpy, Softmax>(a, t, h, scores);
+  if (a.kv == KvElem::kF16) return PagedAttentionImplT<uint16_t, Dot, Axpy, Softmax>(a, t, h, scores);
   PagedAttentionImplT<float, Dot, Axpy, Softmax>(a, t, h, scores);
 }
 
@@ -131,8 +131,8 @@ void PagedAttentionGroupImplT(const PagedAttentionArgs& a, int64_t t, int kvh, f
 template <float (*Dot)(const float*, const float*, int), void (*Axpy)(float, const float*, float*, int),
           void (*Softmax)(float*, int64_t)>
 void PagedAttentionGroupImpl(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
-  if (a.kv_q8) return PagedAttentionGroupImplT<BlockQ8_0, Dot, Axpy, Softmax>(a, t, kvh, scratch);
-  if (a.kv_f16) return PagedAttentionGroupImplT<uint16_t, Dot, Axpy, Softmax>(a, t, kvh, scratch);
+  if (a.kv == KvElem::kQ8_0) return PagedAttentionGroupImplT<BlockQ8_0, Dot, Axpy, Softmax>(a, t, kvh, scratch);
+  if (a.kv == KvElem::kF16) return PagedAttentionGroupImplT<uint16_t, Dot, Axpy, Softmax>(a, t, kvh, scratch);
   PagedAttentionGroupImplT<float, Dot, Axpy, Softmax>(a, t, kvh, scratch);
 }
 
@@ -267,8 +267,8 @@ template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(f
 void PagedAttentionHeadVec(const PagedAttentionArgs& a, int64_t t, int h, float* scratch) {
   if (a.head_dim > kAttnMaxRegs * V::kWidth) return PagedAttentionImpl<Dot, Axpy, Softmax>(a, t, h, scratch);
   const int kvh = h / (a.n_heads / a.n_kv_heads);
-  if (a.kv_q8) return PagedAttentionVecImpl<V, BlockQ8_0, Softmax>(a, t, kvh, h, 1, scratch);
-  if (a.kv_f16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, h, 1, scratch);
+  if (a.kv == KvElem::kQ8_0) return PagedAttentionVecImpl<V, BlockQ8_0, Softmax>(a, t, kvh, h, 1, scratch);
+  if (a.kv == KvElem::kF16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, h, 1, scratch);
   PagedAttentionVecImpl<V, float, Softmax>(a, t, kvh, h, 1, scratch);
 }
 
@@ -277,8 +277,8 @@ template <class V, float (*Dot)(const float*, const float*, int), void (*Axpy)(f
 void PagedAttentionGroupVec(const PagedAttentionArgs& a, int64_t t, int kvh, float* scratch) {
   if (a.head_dim > kAttnMaxRegs * V::kWidth) return PagedAttentionGroupImpl<Dot, Axpy, Softmax>(a, t, kvh, scratch);
   const int group = a.n_heads / a.n_kv_heads;
-  if (a.kv_q8) return PagedAttentionVecImpl<V, BlockQ8_0, Softmax>(a, t, kvh, kvh * group, group, scratch);
-  if (a.kv_f16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, kvh * group, group, scratch);
+  if (a.kv == KvElem::kQ8_0) return PagedAttentionVecImpl<V, BlockQ8_0, Softmax>(a, t, kvh, kvh * group, group, scratch);
+  if (a.kv == KvElem::kF16) return PagedAttentionVecImpl<V, uint16_t, Softmax>(a, t, kvh, kvh * group, group, scratch);
   PagedAttentionVecImpl<V, float, Softmax>(a, t, kvh, kvh * group, group, scratch);
 }
 

@@ -34,6 +34,10 @@ using MatMulFn = void (*)(const MatMulArgs& args, int64_t n0, int64_t n1);
 // See KernelTable::pack_rows.
 constexpr int64_t kPackRowAlign = 16;
 
+// Elements of a KV cache: f32, IEEE half, or ggml Q8_0 blocks of 32 (head_dim a multiple of 32,
+// each row head_dim / 32 blocks).
+enum class KvElem : uint8_t { kF32, kF16, kQ8_0 };
+
 // Attention of query heads of one token over its sequence's paged KV cache.
 // Cache layout per layer: [block][kv_head][slot][head_dim] f32.
 struct PagedAttentionArgs {
@@ -41,12 +45,10 @@ struct PagedAttentionArgs {
   int64_t q_stride;
   float* out;  // [T][n_heads * head_dim]
   int64_t out_stride;
-  // Layout per layer: [block][kv_head][slot][head_dim], elements f32, IEEE half (kv_f16) or
-  // ggml Q8_0 blocks of 32 (kv_q8; head_dim a multiple of 32, each row head_dim / 32 blocks).
+  // Layout per layer: [block][kv_head][slot][head_dim], elements as `kv` says.
   const void* k_cache;
   const void* v_cache;
-  bool kv_f16 = false;
-  bool kv_q8 = false;
+  KvElem kv = KvElem::kF32;
   int n_heads;
   int n_kv_heads;
   int head_dim;

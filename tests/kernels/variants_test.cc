@@ -422,12 +422,12 @@ TEST_P(VariantTest, PagedAttentionWithHalfKvCache) {
       for (int t = 0; t < T; ++t) {
         args.k_cache = k.data();
         args.v_cache = v.data();
-        args.kv_f16 = false;
+        args.kv = KvElem::kF32;
         args.out = full.data();
         for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
         args.k_cache = kh.data();
         args.v_cache = vh.data();
-        args.kv_f16 = true;
+        args.kv = KvElem::kF16;
         args.out = ref.data();
         for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
         args.out = head.data();
@@ -476,7 +476,7 @@ TEST_P(VariantTest, PagedAttentionWithQ8KvCache) {
       auto run = [&](int t, const void* kc, const void* vc, bool q8, float* reference, float* per_head, float* per_group) {
         args.k_cache = kc;
         args.v_cache = vc;
-        args.kv_q8 = q8;
+        args.kv = q8 ? KvElem::kQ8_0 : KvElem::kF32;
         args.out = reference;
         for (int h = 0; h < n_heads; ++h) ref_.attention(args, t, h, scratch.data());
         args.out = per_head;
