@@ -272,7 +272,9 @@ TEST(ExecutorKvCache, Q8CacheIsNearF16AndTheSameOnAnyThreadCount) {
     o.kv_type = kv;
     auto ex = MakeCpuExecutor(model, o);
     ASSERT_TRUE(ex.ok()) << ex.status();
-    if (kv == KvDType::kQ8_0) EXPECT_NE((*ex)->Describe().find("q8_0 KV"), std::string::npos) << (*ex)->Describe();
+    if (kv == KvDType::kQ8_0) {
+      EXPECT_NE((*ex)->Describe().find("q8_0 KV"), std::string::npos) << (*ex)->Describe();
+    }
     ASSERT_NO_FATAL_FAILURE(LogitsOfSteps(**ex, out));
   };
   std::vector<float> f16, q8_one, q8_two;

@@ -298,7 +298,9 @@ TEST(Sampler, LogprobsOfAWideVocabularyAreTheTopByLogit) {
         EXPECT_NEAR(r.top[i].logprob, c[i].first - log_z, 1e-4) << "temperature " << temperature << " #" << i;
       }
       EXPECT_NEAR(r.logprob, base[r.token] - log_z, 1e-4) << "temperature " << temperature;
-      if (temperature == 0.0f) EXPECT_EQ(r.token, 17);
+      if (temperature == 0.0f) {
+        EXPECT_EQ(r.token, 17);
+      }
     }
   }
 }
