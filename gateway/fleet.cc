@@ -31,19 +31,24 @@ void Fleet::SetOnEjected(std::function<void(const std::string& worker)> cb) {
 }
 
 void Fleet::SetEndpoints(const std::string& source, const std::vector<std::string>& addresses) {
-  absl::MutexLock lock(&mu_);
-  if (shutdown_) return;
-  by_source_[source] = addresses;
-  Reconcile();
+  std::vector<std::shared_ptr<WorkerClient>> removed;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    by_source_[source] = addresses;
+    removed = Reconcile();
+  }
+  for (auto& c : removed) c->Shutdown();
 }
 
-void Fleet::Reconcile() {
+std::vector<std::shared_ptr<WorkerClient>> Fleet::Reconcile() {
+  std::vector<std::shared_ptr<WorkerClient>> removed;
   std::set<std::string> want;
   for (const auto& [source, list] : by_source_) want.insert(list.begin(), list.end());
   for (auto it = clients_.begin(); it != clients_.end();) {
     if (!want.count(it->first)) {
       SPDLOG_INFO("worker {} removed by discovery", it->first);
-      it->second->Shutdown();
+      removed.push_back(std::move(it->second));
       it = clients_.erase(it);
     } else {
       ++it;
@@ -81,6 +86,7 @@ void Fleet::Reconcile() {
     clients_[address] = client;
     client->Start();
   }
+  return removed;
 }
 
 std::shared_ptr<const PromptEncoder> Fleet::FindEncoder(const worker::v1::InfoResponse& info) {
@@ -201,10 +207,16 @@ std::vector<std::shared_ptr<WorkerClient>> Fleet::Workers() const {
 }
 
 void Fleet::Shutdown() {
-  absl::MutexLock lock(&mu_);
-  if (shutdown_) return;
-  shutdown_ = true;
-  for (auto& [addr, c] : clients_) c->Shutdown();
+  std::vector<std::shared_ptr<WorkerClient>> clients;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+    for (auto& [addr, c] : clients_) clients.push_back(c);
+  }
+  // Outside mu_: each Shutdown waits for its client's running hooks, which take mu_. Once all
+  // have returned no hook runs again, so the fleet and what its hooks reach can go.
+  for (auto& c : clients) c->Shutdown();
 }
 
 }  // namespace flotilla::gateway

@@ -83,7 +83,9 @@ class Fleet {
   void Shutdown();
 
  private:
-  void Reconcile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds and removes clients to match by_source_; returns the removed ones, which the caller
+  // shuts down after releasing mu_ (their hooks, which Shutdown waits for, take mu_).
+  std::vector<std::shared_ptr<WorkerClient>> Reconcile() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<const PromptEncoder> FindEncoder(const worker::v1::InfoResponse& info);
   std::shared_ptr<const ModelFacts> FactsFor(const WorkerStatic& s) const;
 

@@ -33,6 +33,7 @@ struct ServerState {
   HttpServerOptions options;
   HttpHandler handler;
   std::atomic<int64_t> connections{0};
+  std::atomic<int64_t> responses{0};  // see HttpServer::open_responses
 };
 
 // The strand-side operations a responder needs; implemented by Session<Stream>.
@@ -127,7 +128,10 @@ class Session final : public SessionIface {
   Session(Stream stream, ServerState* state) : stream_(std::move(stream)), state_(state) {
     state_->connections.fetch_add(1);
   }
-  ~Session() override { state_->connections.fetch_sub(1); }
+  ~Session() override {
+    ResponseDone();
+    state_->connections.fetch_sub(1);
+  }
 
   void Run() {
     auto self = Shared();
@@ -192,6 +196,7 @@ class Session final : public SessionIface {
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
       in_request_ = true;
+      ResponseOpen();
       std::string body = R"({"error":{"message":"request body too large","type":"invalid_request_error","param":null,"code":null}})";
       QueueWrite(absl::StrCat(StatusLine(413), "Content-Type: application/json\r\nContent-Length: ", body.size(),
                               "\r\nConnection: close\r\n\r\n", body),
@@ -216,6 +221,7 @@ class Session final : public SessionIface {
     auto ep = Lowest().socket().remote_endpoint(ignored);
     if (!ignored) req.remote = ep.address().to_string();
     in_request_ = true;
+    ResponseOpen();
     on_disconnect_ = nullptr;
     // Requests can take long (generation): no read timeout while it is answered; writes set their own.
     Lowest().expires_never();
@@ -288,7 +294,19 @@ class Session final : public SessionIface {
     }
   }
 
+  // A request's response counts as open from the handler's call until its last byte is written
+  // or the connection closes.
+  void ResponseOpen() {
+    if (!response_open_) state_->responses.fetch_add(1);
+    response_open_ = true;
+  }
+  void ResponseDone() {
+    if (response_open_) state_->responses.fetch_sub(1);
+    response_open_ = false;
+  }
+
   void ResponseComplete() {
+    ResponseDone();
     in_request_ = false;
     ++served_;
     on_disconnect_ = nullptr;
@@ -309,6 +327,7 @@ class Session final : public SessionIface {
   void Close() {
     if (closed_) return;
     closed_ = true;
+    ResponseDone();
     // The item being written stays until its handler runs (it owns the buffer being sent).
     auto first = writes_.begin() + (write_pending_ && !writes_.empty() ? 1 : 0);
     std::vector<std::function<void(bool)>> dones;
@@ -339,6 +358,7 @@ class Session final : public SessionIface {
   bool watch_pending_ = false;
   bool write_pending_ = false;
   bool closed_ = false;
+  bool response_open_ = false;
   int64_t served_ = 0;
 };
 
@@ -388,6 +408,7 @@ class BeastServer final : public HttpServer {
   int port() const override { return port_; }
   bool tls() const override { return ssl_ctx_.has_value(); }
   int64_t open_connections() const override { return state_.connections.load(); }
+  int64_t open_responses() const override { return state_.responses.load(); }
 
   void StopAccepting() override {
     net::post(acceptor_.get_executor(), [this] {

@@ -78,6 +78,9 @@ class HttpServer {
   // Stops the I/O threads. Open connections are dropped.
   virtual void Stop() = 0;
   virtual int64_t open_connections() const = 0;
+  // Requests handed to the handler whose response is not yet written out (nor its connection
+  // gone): a drain waits for these before Stop, which drops whatever is still queued.
+  virtual int64_t open_responses() const = 0;
 };
 
 }  // namespace flotilla::gateway

@@ -107,8 +107,22 @@ WorkerClient::WorkerClient(std::string address, std::shared_ptr<grpc::ChannelCre
 }
 
 WorkerClient::~WorkerClient() {
-  shutdown_ = true;
-  if (health_task_) timer_->Cancel(health_task_);
+  // After Shutdown the timer may be gone (the last reference can be a late gRPC callback's).
+  absl::MutexLock lock(&gate_);
+  if (!closed_ && health_task_) timer_->Cancel(health_task_);
+}
+
+template <class F>
+bool WorkerClient::Gated(F&& f) {
+  {
+    absl::MutexLock lock(&gate_);
+    if (closed_) return false;
+    ++gated_running_;
+  }
+  f();
+  absl::MutexLock lock(&gate_);
+  --gated_running_;
+  return true;
 }
 
 void WorkerClient::Start() {
@@ -123,6 +137,13 @@ void WorkerClient::Start() {
 
 void WorkerClient::Shutdown() {
   shutdown_ = true;
+  {
+    absl::MutexLock lock(&gate_);
+    if (closed_) return;
+    closed_ = true;
+    // Hooks already running finish first.
+    gate_.Await(absl::Condition(+[](int* running) { return *running == 0; }, &gated_running_));
+  }
   if (health_task_) timer_->Cancel(health_task_);
   absl::MutexLock lock(&mu_);
   if (watcher_) watcher_->Cancel();
@@ -203,13 +224,17 @@ void WorkerClient::EndRequest(bool worker_failed) {
   }
   if (ejected) {
     SPDLOG_WARN("worker {} ejected after consecutive failures", address_);
-    if (hooks_.on_ejected) hooks_.on_ejected(address_);
+    Gated([&] {
+      if (hooks_.on_ejected) hooks_.on_ejected(address_);
+    });
     Notify();
   }
 }
 
 void WorkerClient::Notify() {
-  if (hooks_.on_change && !shutdown_) hooks_.on_change(this);
+  Gated([&] {
+    if (hooks_.on_change) hooks_.on_change(this);
+  });
 }
 
 void WorkerClient::FetchInfo() {
@@ -234,14 +259,17 @@ void WorkerClient::FetchInfo() {
         absl::MutexLock lock(&c->mu_);
         c->fetching_ = false;
       }
-      if (!c->shutdown_) {
+      c->Gated([&] {
         c->timer_->Schedule(c->options_.info_retry, [weak] {
           if (auto c2 = weak.lock()) c2->FetchInfo();
         });
-      }
+      });
       return;
     }
-    std::shared_ptr<const PromptEncoder> enc = c->hooks_.find_encoder ? c->hooks_.find_encoder(call->resp) : nullptr;
+    std::shared_ptr<const PromptEncoder> enc;
+    c->Gated([&] {
+      if (c->hooks_.find_encoder) enc = c->hooks_.find_encoder(call->resp);
+    });
     if (enc) {
       auto s = std::make_shared<WorkerStatic>();
       s->info = call->resp;
@@ -282,11 +310,11 @@ void WorkerClient::FetchTokenizer(worker::v1::InfoResponse info) {
       }
       SPDLOG_WARN("worker {}: GetTokenizer failed: {}", c->address_,
                   st.ok() ? std::string("empty or inconsistent vocabulary") : st.error_message());
-      if (!c->shutdown_) {
+      c->Gated([&] {
         c->timer_->Schedule(c->options_.info_retry, [weak] {
           if (auto c2 = weak.lock()) c2->FetchInfo();
         });
-      }
+      });
       return;
     }
     Vocab v;
@@ -352,8 +380,10 @@ void WorkerClient::OnLoadStreamDone(const grpc::Status& status) {
     load_at_ = 0;
   }
   std::weak_ptr<WorkerClient> weak = weak_from_this();
-  timer_->Schedule(500 * kNsPerMs, [weak] {
-    if (auto c = weak.lock()) c->StartLoadWatch();
+  Gated([&] {
+    timer_->Schedule(500 * kNsPerMs, [weak] {
+      if (auto c = weak.lock()) c->StartLoadWatch();
+    });
   });
 }
 

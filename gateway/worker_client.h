@@ -62,7 +62,8 @@ class WorkerClient : public std::enable_shared_from_this<WorkerClient> {
   ~WorkerClient();
 
   void Start();
-  // Stops health checks and the load stream; open requests finish on their own.
+  // Stops health checks and the load stream; open requests finish on their own. Once it returns
+  // no hook runs and the timer is not touched again (see Gated). Must not be called from a hook.
   void Shutdown();
 
   const std::string& address() const { return address_; }
@@ -93,6 +94,11 @@ class WorkerClient : public std::enable_shared_from_this<WorkerClient> {
   void CheckHealth();
   void SetHealth(Health h);
   void Notify();
+  // Runs f unless Shutdown has begun; Shutdown waits for every f already running. What the hooks
+  // reach (the fleet, its dispatcher) and the timer may go away once Shutdown returns, while
+  // gRPC callbacks of this client are still in flight: they touch neither except through here.
+  template <class F>
+  bool Gated(F&& f);
 
   const std::string address_;
   const WorkerClientOptions options_;
@@ -104,6 +110,9 @@ class WorkerClient : public std::enable_shared_from_this<WorkerClient> {
   std::unique_ptr<grpc::GenericStub> generic_stub_;
   std::atomic<uint32_t> inflight_{0};
   std::atomic<bool> shutdown_{false};
+  absl::Mutex gate_;
+  bool closed_ ABSL_GUARDED_BY(gate_) = false;
+  int gated_running_ ABSL_GUARDED_BY(gate_) = 0;
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const WorkerStatic> statics_ ABSL_GUARDED_BY(mu_);
