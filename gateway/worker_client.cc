@@ -253,7 +253,7 @@ void WorkerClient::FetchInfo() {
   std::weak_ptr<WorkerClient> weak = weak_from_this();
   stub_->async()->Info(&call->ctx, &call->req, &call->resp, [weak, call](grpc::Status st) {
     auto c = weak.lock();
-    if (!c) return;
+    if (!c || c->shutdown_) return;  // (shut down: no tokenizer fetch, no retry)
     if (!st.ok()) {
       {
         absl::MutexLock lock(&c->mu_);
