@@ -243,9 +243,8 @@ void Gateway::Shutdown() {
     // Give cancelled streams a moment to write their last event, and finished responses time to
     // reach their clients: a request the dispatcher has closed may still have its response
     // queued on the connection, and Stop drops it (a drained request answered with nothing).
-    for (int i = 0; i < 100 && ((dispatcher_ && dispatcher_->open_requests() > 0) || http_server_->open_responses() > 0); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    auto busy = [&] { return (dispatcher_ && dispatcher_->open_requests() > 0) || http_server_->open_responses() > 0; };
+    for (int i = 0; i < 100 && busy(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     http_server_->Stop();
   }
   stop_discovery_.Notify();

@@ -113,16 +113,15 @@ WorkerClient::~WorkerClient() {
 }
 
 template <class F>
-bool WorkerClient::Gated(F&& f) {
+void WorkerClient::Gated(F&& f) {
   {
     absl::MutexLock lock(&gate_);
-    if (closed_) return false;
+    if (closed_) return;
     ++gated_running_;
   }
   f();
   absl::MutexLock lock(&gate_);
   --gated_running_;
-  return true;
 }
 
 void WorkerClient::Start() {

@@ -98,7 +98,7 @@ class WorkerClient : public std::enable_shared_from_this<WorkerClient> {
   // reach (the fleet, its dispatcher) and the timer may go away once Shutdown returns, while
   // gRPC callbacks of this client are still in flight: they touch neither except through here.
   template <class F>
-  bool Gated(F&& f);
+  void Gated(F&& f);
 
   const std::string address_;
   const WorkerClientOptions options_;
