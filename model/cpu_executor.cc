@@ -282,7 +282,7 @@ class CpuExecutor final : public Executor {
     }
     const int64_t u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
     if (u0 < u1) f(u0, u1);
-    pool_.Barrier();
+    pool_.Barrier(tid);
   }
   // Calls f(t) for this thread's share of tokens [0, T), then a barrier.
   template <class F>
@@ -290,7 +290,7 @@ class CpuExecutor final : public Executor {
     for (int64_t t = T * tid / nt; t < T * (tid + 1) / nt; ++t) f(t);
     if (nt == 1) return;
     if (tid == 0) ++barriers_;
-    pool_.Barrier();
+    pool_.Barrier(tid);
   }
   // Where a step's products read their input rows: normed f32 rows (xb) and their quantized
   // form (act). Normally the shared xb_ and act_; for a single token on several threads, each
@@ -546,7 +546,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
       for (int64_t g = g0; g < g1; ++g) kt_.attention_group(attn, 0, static_cast<int>(g), scratch);
     }
     if (tid == 0) ++barriers_;
-    pool_.Barrier();
+    pool_.Barrier(tid);
   } else {
     Units(tid, nt, nh + 2 * nkv, (qd + 2 * kv) * int64_t{dim} * T, T, [&](int64_t u0, int64_t u1) {
       // Heads u of [0, nh) are Q, [nh, nh + nkv) K, then V: one product per matrix the range touches.

@@ -235,8 +235,8 @@ void BM_PoolBarrier(benchmark::State& state) {
   const int64_t kPerRun = 1000;
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    pool.Run([&](int, int) {
-      for (int64_t i = 0; i < kPerRun; ++i) pool.Barrier();
+    pool.Run([&](int tid, int) {
+      for (int64_t i = 0; i < kPerRun; ++i) pool.Barrier(tid);
     });
   }
   const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();

@@ -53,7 +53,7 @@ void MatMul(const KernelTable& kt, ThreadPool& pool, const WeightMatrix& w, cons
   pool.Run([&](int tid, int nt) {
     if (quant) {
       QuantizeActivations(kt, w.type, x, w.cols, w.cols, M * tid / nt, M * (tid + 1) / nt, scratch);
-      pool.Barrier();
+      pool.Barrier(tid);
     }
     pool.ForEach(tid, chunks, [&](int64_t c) { fn(a, c * chunk, std::min(w.rows, (c + 1) * chunk)); });
   });

@@ -19,36 +19,42 @@ constexpr auto kIdleSpin = std::chrono::microseconds(300);
 // then sleeping gives the core back to it.
 constexpr auto kBarrierSpin = std::chrono::microseconds(200);
 
+// A barrier's sleeping waiter re-checks its signal at least this often (see BarrierImpl).
+constexpr auto kBarrierNap = std::chrono::milliseconds(1);
+
 // Plain futex calls: they sleep only while the word still holds `expected`, so a wake that
-// races with going to sleep is never lost.
-void FutexWait(std::atomic<uint32_t>* word, uint32_t expected) {
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+// races with going to sleep is never lost (given the sleepers protocol below); `timeout`, when
+// not zero, bounds the sleep.
+void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, std::chrono::nanoseconds timeout = {}) {
+  const timespec ts{static_cast<time_t>(timeout.count() / 1000000000), static_cast<long>(timeout.count() % 1000000000)};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, timeout.count() ? &ts : nullptr,
+          nullptr, 0);
 }
 void FutexWakeAll(std::atomic<uint32_t>* word) {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
 }
 
-// Spins until *word != seen, then sleeps on it; `sleepers` lets the waker skip the syscall when
-// nobody sleeps. The seq_cst increment pairs with the waker's seq_cst store then load: either
-// the waker sees the sleeper, or the sleeper's futex check sees the new value.
-template <class Duration>
-uint32_t WaitForChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<int>& sleepers, Duration spin,
-                       std::atomic<uint64_t>* slept = nullptr) {
+// Spins until done(*word), then sleeps on the word until then; `sleepers` lets the waker skip
+// the syscall when nobody sleeps. The seq_cst increment pairs with the waker's seq_cst store then
+// load: either the waker sees the sleeper, or the sleeper's futex check sees the new value.
+// Returns the word's last value; *slept tells whether the wait outlasted `spin`. A non-zero `nap`
+// bounds each sleep, for wakers that check `sleepers` without that ordering.
+template <class Duration, class Done>
+uint32_t WaitUntil(std::atomic<uint32_t>& word, std::atomic<int>& sleepers, Duration spin, Done done,
+                   bool* slept = nullptr, std::chrono::nanoseconds nap = {}) {
   uint32_t v;
   int spins = 0;
-  bool counted = false;
   auto until = std::chrono::steady_clock::time_point::min();
-  while ((v = word.load(std::memory_order_acquire)) == seen) {
+  while (!done(v = word.load(std::memory_order_acquire))) {
     _mm_pause();
     if (++spins % 64 != 0) continue;
     const auto now = std::chrono::steady_clock::now();
     if (until == std::chrono::steady_clock::time_point::min()) {
       until = now + spin;
     } else if (now > until) {
-      if (slept && !counted) slept->fetch_add(1, std::memory_order_relaxed);
-      counted = true;
+      if (slept) *slept = true;
       sleepers.fetch_add(1);
-      FutexWait(&word, seen);
+      FutexWait(&word, v, nap);
       sleepers.fetch_sub(1);
     }
   }
@@ -57,7 +63,11 @@ uint32_t WaitForChange(std::atomic<uint32_t>& word, uint32_t seen, std::atomic<i
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), shares_(n_threads_), foreach_calls_(n_threads_) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads), shares_(n_threads_), foreach_calls_(n_threads_) {
+  while ((1 << rounds_) < n_threads_) ++rounds_;
+  signals_ = std::vector<Signal>(static_cast<size_t>(n_threads_) * rounds_);
+  bar_number_ = std::vector<PaddedIndex>(n_threads_);
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
@@ -108,33 +118,43 @@ int64_t ThreadPool::TakeUnit(uint64_t tag, int victim, bool front) {
 void ThreadPool::RunImpl(Fn fn, void* ctx) {
   fn_ = fn;
   ctx_ = ctx;
-  // seq_cst pairs with the worker's sleepers_ increment (see WaitForChange).
+  // seq_cst pairs with the worker's sleepers_ increment (see WaitUntil).
   generation_.fetch_add(1);
   if (sleepers_.load() > 0) FutexWakeAll(&generation_);
   fn(ctx, 0, n_threads_);
   // The end of a Run is a barrier: when it opens, every worker has finished fn.
-  BarrierImpl();
+  BarrierImpl(0);
 }
 
-void ThreadPool::BarrierImpl() {
-  const uint32_t phase = bar_phase_.load(std::memory_order_acquire);
-  if (bar_count_.fetch_add(1, std::memory_order_acq_rel) == static_cast<uint32_t>(n_threads_ - 1)) {
-    bar_count_.store(0, std::memory_order_relaxed);
-    bar_phase_.store(phase + 1);  // seq_cst, then the sleepers check
-    if (bar_sleepers_.load() > 0) FutexWakeAll(&bar_phase_);
-    return;
+void ThreadPool::BarrierImpl(int tid) {
+  const uint32_t e = static_cast<uint32_t>(++bar_number_[tid].v);
+  bool slept = false;
+  for (int r = 0; r < rounds_; ++r) {
+    Signal& mine = signals_[static_cast<size_t>(tid) * rounds_ + r];
+    // A release store, not seq_cst: a seq_cst store (a locked instruction on x86) would wait for
+    // the line to cross to this core before the load below could start, two crossings in a row
+    // instead of two at once (2-thread barrier 250-330 -> 350 ns). Without it the sleepers check
+    // may read a stale 0 just as the peer goes to sleep; the peer's sleep is then bounded by
+    // kBarrierNap, and sleeping happens only after kBarrierSpin of waiting (a descheduled thread).
+    mine.value.store(e, std::memory_order_release);
+    if (mine.sleepers.load(std::memory_order_relaxed) > 0) FutexWakeAll(&mine.value);
+    const int from = (tid - (1 << r) + n_threads_) % n_threads_;
+    Signal& theirs = signals_[static_cast<size_t>(from) * rounds_ + r];
+    // Signals only grow (modulo 2^32): a peer may already be a barrier further on.
+    WaitUntil(theirs.value, theirs.sleepers, kBarrierSpin, [e](uint32_t v) { return static_cast<int32_t>(v - e) >= 0; },
+              &slept, kBarrierNap);
   }
-  WaitForChange(bar_phase_, phase, bar_sleepers_, kBarrierSpin, &slow_barriers_);
+  if (slept) slow_barriers_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void ThreadPool::WorkerLoop(int tid) {
   // Not generation_.load(): a worker that starts late must still run the first task.
   uint32_t seen = 0;
   for (;;) {
-    seen = WaitForChange(generation_, seen, sleepers_, kIdleSpin);
+    seen = WaitUntil(generation_, sleepers_, kIdleSpin, [seen](uint32_t v) { return v != seen; });
     if (stop_.load()) return;
     fn_(ctx_, tid, n_threads_);
-    BarrierImpl();
+    BarrierImpl(tid);
   }
 }
 
