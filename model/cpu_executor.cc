@@ -3,7 +3,8 @@
 // nothing.
 //
 // A forward pass is one parallel region: every thread of the pool walks the same sequence of
-// steps and meets the others at a barrier between dependent steps (about nine per layer),
+// steps and meets the others at a barrier between dependent steps (about nine per layer for a
+// batch, four for one token, one for one token of a tiny model: see Step::replicate),
 // instead of a fork/join round per kernel call. Matrix products are handed out in units of rows
 // whose size depends only on the matrix shape, claimed dynamically when a step is big (so a
 // thread slowed by a busy host does not hold the others up for its whole share) and split
@@ -18,8 +19,10 @@
 // that a peer thread was descheduled (an oversubscribed host, where a barrier can cost a
 // scheduler time slice), the executor runs the next steps on the calling thread alone, and
 // tries the pool again after a back-off. Single-token passes short enough for barriers to
-// matter also run alone whenever that measured faster than the pool (ThreadModeChooser: a tiny
-// model on threads the host placed far apart). FLOTILLA_ADAPTIVE_THREADS=0 turns both off.
+// matter also run alone, or (a tiny model) with the small products replicated on every thread,
+// whenever that measured faster than the plain pool (ThreadModeChooser: it depends on how far
+// apart the host placed the threads). FLOTILLA_ADAPTIVE_THREADS=0 turns off running alone (in
+// both cases); the choice between the two ways of using the pool stays.
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -53,6 +56,10 @@ using kernels::cpu::ThreadPool;
 constexpr int64_t kDynamicWork = int64_t{1} << 20;
 // Steps with at least this many tokens are compute-bound; fewer, memory-bound (see Units).
 constexpr int64_t kDynamicTokens = 4;
+// A layer whose output projection and feed-forward products together are at most this many
+// multiply-adds per token has them computed whole by every thread in a single-token pass (see
+// Step::replicate).
+constexpr int64_t kReplicateWork = int64_t{1} << 16;
 // Steps run on one thread after a forward pass whose barriers were slow, doubling (up to the
 // maximum) while the host stays oversubscribed.
 constexpr int kSoloFirst = 16;
@@ -64,10 +71,11 @@ bool EnvOn(const char* name) {
 }
 bool AdaptiveThreads() { return EnvOn("FLOTILLA_ADAPTIVE_THREADS"); }
 
-// 64-byte aligned bytes (activation rows are read with 64-byte vector loads).
+// Bytes aligned to a pair of cache lines (activation rows are read with 64-byte vector loads;
+// per-thread rows start on their own pair, see CacheLineAllocator).
 class AlignedBytes {
  public:
-  void Resize(size_t n) { p_.reset(static_cast<char*>(std::aligned_alloc(64, (n + 63) / 64 * 64 + 64))); }
+  void Resize(size_t n) { p_.reset(static_cast<char*>(std::aligned_alloc(128, (n + 127) / 128 * 128 + 128))); }
   char* data() const { return p_.get(); }
 
  private:
@@ -76,6 +84,24 @@ class AlignedBytes {
   };
   std::unique_ptr<char, Free> p_;
 };
+
+// Float buffers start on a pair of cache lines, and per-thread parts of them start on their own
+// pair (Lines): where two threads write neighbouring parts of a buffer in the same phase (their
+// heads of Q, K and V, their rows of the residual stream) a line holding both would cross
+// between the cores on every write, and the hardware prefetches lines in aligned pairs.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{128})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{128}); }
+  bool operator==(const CacheLineAllocator&) const = default;
+};
+using Floats = std::vector<float, CacheLineAllocator<float>>;
+// n floats rounded up to whole pairs of cache lines.
+int64_t Lines(int64_t n) { return (n + 31) / 32 * 32; }
 
 
 // Rows per unit of work for a matrix: about 32 units, a multiple of 16 rows, at least 16.
@@ -102,7 +128,7 @@ class CpuExecutor final : public Executor {
     q_.resize(T * c_.q_dim());
     k_.resize(T * c_.kv_dim());
     v_.resize(T * c_.kv_dim());
-    att_.resize(T * c_.q_dim());
+    att_.resize(std::max<int64_t>(T, 2) * c_.q_dim());  // two rows at least: see Layer
     gate_.resize(T * c_.ffn_dim);
     up_.resize(T * c_.ffn_dim);
     tables_.resize(T);
@@ -117,9 +143,21 @@ class CpuExecutor final : public Executor {
     }
     act_.Resize(T * act_row);
     act_row_ = act_row;
-    own_act_.Resize(pool_.size() * act_row);
-    own_xb_.resize(static_cast<size_t>(pool_.size()) * c_.dim);
-    attn_stride_ = kernels::cpu::AttentionGroupScratch(c_.n_heads, c_.n_kv_heads, c_.head_dim, c_.context_length);
+    own_act_stride_ = (act_row + 127) / 128 * 128;
+    own_act_.Resize(pool_.size() * own_act_stride_);
+    own_xb_.resize(static_cast<size_t>(pool_.size()) * Lines(c_.dim));
+    const int64_t replicated = int64_t{c_.dim} * (c_.q_dim() + 3 * int64_t{c_.ffn_dim});
+    // Single-token passes of a small model choose among the pool, the pool with the small products
+    // replicated, and (adaptive_) the calling thread alone, by timing them (ThreadModeChooser).
+    std::vector<ThreadModeChooser::Mode> modes;
+    if (pool_.size() > 1 && c_.n_kv_heads % pool_.size() == 0 && replicated <= kReplicateWork) {
+      modes.push_back(ThreadModeChooser::Mode::kReplicate);
+    }
+    if (adaptive_) modes.push_back(ThreadModeChooser::Mode::kSolo);
+    choose_mode_ = !modes.empty();
+    one_token_mode_ = ThreadModeChooser(ThreadModeChooser::Options{}, std::move(modes));
+    own_rows_.resize(static_cast<size_t>(pool_.size()) * OwnRowsFloats());
+    attn_stride_ = Lines(kernels::cpu::AttentionGroupScratch(c_.n_heads, c_.n_kv_heads, c_.head_dim, c_.context_length));
     attn_scratch_.resize(static_cast<size_t>(pool_.size()) * attn_stride_);
     // Rotary angles in double, rounded once: theta_i = pos * base^(-2i/head_dim).
     const int half = c_.head_dim / 2;
@@ -256,7 +294,42 @@ class CpuExecutor final : public Executor {
     int64_t n_logits;
     float* logits;
     kernels::cpu::PagedAttentionArgs attn;
+    // One token of a tiny model on several threads: each thread splits only Q/K/V and attention
+    // (by KV group) and the logits with the others, and computes the residual stream, the output
+    // projection and the feed-forward products whole, in its own buffers (Rows). Splitting those
+    // products costs more than computing them: each split is a barrier and then the other core's
+    // half of the result crossing between the cores (0.3-0.7 us together on this project's VMs,
+    // TSC-timed per phase), for products of a microsecond or two. So a layer meets the other
+    // threads once (after attention) instead of four times. Every thread's values are the ones a
+    // single thread computes, bit for bit.
+    bool replicate;
   };
+  // Where a pass keeps its residual stream (x), the products' outputs before they are added in
+  // (out), the feed-forward's gate and up rows and the rows of Q, K and V: shared by the threads,
+  // or one set per thread (Step::replicate). Per thread, even the Q/K/V rows, which each thread
+  // writes only for its own heads: with the threads' heads side by side in one buffer, a 2-thread
+  // stories260K pass ran Q/K/V and attention 1.5x slower per head than one thread did (lines,
+  // and the pairs the hardware prefetches together, crossing between the cores).
+  struct Rows {
+    float* x;
+    float* out;
+    float* gate;
+    float* up;
+    float* q;
+    float* k;
+    float* v;
+  };
+  int64_t OwnRowsFloats() const { return 2 * (Lines(c_.dim) + Lines(c_.ffn_dim)) + Lines(c_.q_dim()) + 2 * Lines(c_.kv_dim()); }
+  Rows RowsFor(const Step& s, int tid, int nt) {
+    Rows r{x_.data(), xb_.data(), gate_.data(), up_.data(), q_.data(), k_.data(), v_.data()};
+    const int64_t d = Lines(c_.dim), f = Lines(c_.ffn_dim), qd = Lines(c_.q_dim()), kv = Lines(c_.kv_dim());
+    float* base = own_rows_.data() + tid * OwnRowsFloats();
+    if (s.replicate) r.x = base, r.out = base + d, r.gate = base + 2 * d, r.up = base + 2 * d + f;
+    if (OwnHeads(s.T, nt)) r.q = base + 2 * (d + f), r.k = r.q + qd, r.v = r.k + kv;
+    return r;
+  }
+  // One token on several threads, each taking whole KV groups through Q/K/V and attention.
+  bool OwnHeads(int64_t T, int nt) const { return T == 1 && nt > 1 && c_.n_kv_heads % nt == 0; }
 
   char* KCache(int l) { return kv_.data() + (2 * static_cast<int64_t>(l)) * layer_kv_bytes_; }
   char* VCache(int l) { return kv_.data() + (2 * static_cast<int64_t>(l) + 1) * layer_kv_bytes_; }
@@ -275,7 +348,7 @@ class CpuExecutor final : public Executor {
       if (units > 0) f(int64_t{0}, units);
       return;
     }
-    if (tid == 0) ++barriers_;
+    if (tid == 0) ++barriers_.n;
     if (T >= kDynamicTokens && work >= kDynamicWork) {
       pool_.ForEach(tid, units, [&](int64_t u) { f(u, u + 1); });
       return;
@@ -289,7 +362,7 @@ class CpuExecutor final : public Executor {
   void Tokens(int tid, int nt, int64_t T, F&& f) {
     for (int64_t t = T * tid / nt; t < T * (tid + 1) / nt; ++t) f(t);
     if (nt == 1) return;
-    if (tid == 0) ++barriers_;
+    if (tid == 0) ++barriers_.n;
     pool_.Barrier(tid);
   }
   // Where a step's products read their input rows: normed f32 rows (xb) and their quantized
@@ -309,7 +382,7 @@ class CpuExecutor final : public Executor {
   template <class F>
   Input Prepare(int tid, int nt, int64_t T, F&& f) {
     if (T == 1 && nt > 1) {
-      const Input own{own_xb_.data() + tid * c_.dim, own_act_.data() + tid * act_row_};
+      const Input own{own_xb_.data() + tid * Lines(c_.dim), own_act_.data() + tid * own_act_stride_};
       f(int64_t{0}, own);
       return own;
     }
@@ -345,19 +418,27 @@ class CpuExecutor final : public Executor {
   const int block_size_;
   const int max_tokens_;
   const bool adaptive_;
-  int64_t barriers_ = 0;   // barriers of the current forward pass (counted by thread 0)
+  // Barriers of the current forward pass, counted by thread 0, on a cache line of its own (the
+  // other threads read the members around it in every step).
+  struct alignas(64) OwnLine {
+    int64_t n = 0;
+  };
+  OwnLine barriers_;
   int solo_left_ = 0;      // forward passes still to run on the calling thread alone
   int solo_next_ = kSoloFirst;
-  ThreadModeChooser one_token_mode_;  // pool or alone for single-token passes (adaptive_ only)
+  ThreadModeChooser one_token_mode_;  // how single-token passes run (choose_mode_)
   bool warned_ = false;
-  std::vector<float> x_, xb_, q_, k_, v_, att_, gate_, up_;
+  Floats x_, xb_, q_, k_, v_, att_, gate_, up_;
   std::vector<const int32_t*> tables_;
   std::vector<int64_t> logit_rows_;
   AlignedBytes act_;
   int64_t act_row_ = 0;       // bytes of one token's quantized row in act_
   AlignedBytes own_act_;      // per thread: one token's quantized row (Prepare)
-  std::vector<float> own_xb_; // per thread: one token's normed row (Prepare)
-  std::vector<float> attn_scratch_;
+  int64_t own_act_stride_ = 0;
+  Floats own_xb_;             // per thread: one token's normed row (Prepare)
+  bool choose_mode_ = false;   // single-token passes run as one_token_mode_ says
+  Floats own_rows_;  // per thread: Rows for Step::replicate
+  Floats attn_scratch_;
   int64_t attn_stride_ = 0;
   std::vector<float> rope_cos_, rope_sin_;
   const KvDType kv_type_;
@@ -409,26 +490,28 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
     Region(s, 0, 1);
     return absl::OkStatus();
   }
-  const bool timed = adaptive_ && T == 1;
+  const bool timed = choose_mode_ && T == 1;
   const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   auto record = [&] {
     if (timed) one_token_mode_.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
   };
-  if (timed && one_token_mode_.Solo()) {
+  const ThreadModeChooser::Mode mode = timed ? one_token_mode_.mode() : ThreadModeChooser::Mode::kPool;
+  if (mode == ThreadModeChooser::Mode::kSolo) {
     Region(s, 0, 1);
     record();
     return absl::OkStatus();
   }
+  s.replicate = mode == ThreadModeChooser::Mode::kReplicate;
   const uint64_t slow_before = pool_.slow_barriers();
-  barriers_ = 0;
+  barriers_.n = 0;
   pool_.Run([&](int tid, int nt) { Region(s, tid, nt); });
   record();
   const int64_t slow = static_cast<int64_t>(pool_.slow_barriers() - slow_before);
   // A few slow barriers can be honest imbalance in a long step; many mean a descheduled peer.
-  if (adaptive_ && slow > std::max<int64_t>(2, barriers_ / 8)) {
+  if (adaptive_ && slow > std::max<int64_t>(2, barriers_.n / 8)) {
     if (!warned_) {
       spdlog::warn("CPU executor: {} of {} barriers waited past the spin window (host oversubscribed?); "
-                   "running steps on one thread for a while", slow, barriers_);
+                   "running steps on one thread for a while", slow, barriers_.n);
       warned_ = true;
     }
     solo_left_ = solo_next_;
@@ -442,10 +525,16 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
 void CpuExecutor::Region(const Step& s, int tid, int nt) {
   const ForwardBatch& b = *s.batch;
   const int dim = c_.dim;
-  Tokens(tid, nt, s.T, [&](int64_t t) {
+  const Rows r = RowsFor(s, tid, nt);
+  auto embed = [&](int64_t t) {
     const auto* row = static_cast<const char*>(w_.token_embd.data) + b.tokens[t] * w_.token_embd.row_bytes;
-    kernels::DequantizeRow(w_.token_embd.type, row, x_.data() + t * dim, dim);
-  });
+    kernels::DequantizeRow(w_.token_embd.type, row, r.x + t * dim, dim);
+  };
+  if (s.replicate) {
+    embed(0);
+  } else {
+    Tokens(tid, nt, s.T, embed);
+  }
   for (int l = 0; l < c_.n_layers; ++l) Layer(s, l, tid, nt);
 
   // Final norm and logits only for the tokens that asked, packed in their order.
@@ -453,7 +542,7 @@ void CpuExecutor::Region(const Step& s, int tid, int nt) {
   const WeightMatrix& out = w_.output;
   const bool q = AnyQuantized({&out});
   const Input in = Prepare(tid, nt, s.n_logits, [&](int64_t i, const Input& to) {
-    NormAndQuantize(to, i, x_.data() + logit_rows_[i] * dim, w_.output_norm, q, out.type);
+    NormAndQuantize(to, i, r.x + logit_rows_[i] * dim, w_.output_norm, q, out.type);
   });
   const int64_t ur = UnitRows(out.rows);
   Units(tid, nt, (out.rows + ur - 1) / ur, out.rows * out.cols * s.n_logits, s.n_logits, [&](int64_t u0, int64_t u1) {
@@ -469,12 +558,19 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   const int half = hd / 2;
   char* kc = KCache(l);
   char* vc = VCache(l);
+  const Rows r = RowsFor(s, tid, nt);
+  // The output projection's and the feed-forward's products: split among the threads (a barrier
+  // after each), or whole on every thread (Step::replicate).
+  auto products = [&](int64_t units, int64_t work, auto&& f) {
+    if (!s.replicate) return Units(tid, nt, units, work, T, f);
+    if (units > 0) f(int64_t{0}, units);
+  };
 
   // Attention input.
   const bool qkv_q = AnyQuantized({&L.wq, &L.wk, &L.wv});
   const DType qkv_t = QuantizedType({&L.wq, &L.wk, &L.wv});
   const Input qkv_in = Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
-    NormAndQuantize(to, t, x_.data() + t * dim, L.attn_norm, qkv_q, qkv_t);
+    NormAndQuantize(to, t, r.x + t * dim, L.attn_norm, qkv_q, qkv_t);
   });
 
   // Q, K, V by heads; each head is rotated (Q, K) and stored in the cache (K, V) by its thread.
@@ -488,7 +584,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   };
   auto qkv_heads = [&](int kind, int64_t h0, int64_t h1) {
     const WeightMatrix& w = kind == 0 ? L.wq : kind == 1 ? L.wk : L.wv;
-    float* y = kind == 0 ? q_.data() : kind == 1 ? k_.data() : v_.data();
+    float* y = kind == 0 ? r.q : kind == 1 ? r.k : r.v;
     const int64_t ldy = kind == 0 ? qd : kv;
     // The cache rows about to be written were last touched a step ago and are no longer in any
     // cache: asked for (for writing) before the product, they arrive while it runs instead of
@@ -525,7 +621,13 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   };
 
   // Attention by (token, KV head): the group's query heads share each K and V row.
+  // Attention's output rows: with Step::replicate a thread may start the next layer's attention
+  // while another still reads this one's output (nothing else separates them), so layers take
+  // turns between two rows.
+  float* att = att_.data() + (s.replicate ? (l & 1) * int64_t{qd} : 0);
   auto attn = s.attn;
+  attn.q = r.q;
+  attn.out = att;
   attn.k_cache = kc;
   attn.v_cache = vc;
   attn.kv = kv_type_ == KvDType::kQ8_0 ? kernels::cpu::KvElem::kQ8_0
@@ -534,7 +636,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   float* scratch = attn_scratch_.data() + tid * attn_stride_;
   const int64_t nh = c_.n_heads, nkv = c_.n_kv_heads, group = nh / nkv;
 
-  if (T == 1 && nt > 1 && nkv % nt == 0) {
+  if (OwnHeads(T, nt)) {
     // One token: each thread takes whole KV groups (as many as every other thread), their
     // query, key and value heads and then their attention, so no barrier separates the two
     // (attention reads only its group's heads).
@@ -545,7 +647,7 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
       qkv_heads(2, g0, g1);
       for (int64_t g = g0; g < g1; ++g) kt_.attention_group(attn, 0, static_cast<int>(g), scratch);
     }
-    if (tid == 0) ++barriers_;
+    if (tid == 0) ++barriers_.n;
     pool_.Barrier(tid);
   } else {
     Units(tid, nt, nh + 2 * nkv, (qd + 2 * kv) * int64_t{dim} * T, T, [&](int64_t u0, int64_t u1) {
@@ -566,41 +668,41 @@ void CpuExecutor::Layer(const Step& s, int l, int tid, int nt) {
   // Output projection, added into the residual stream by the thread that computes the rows.
   const bool o_q = AnyQuantized({&L.wo});
   const Input o_in = !o_q ? Shared() : Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
-    kt_.quantize_act(L.wo.type, att_.data() + t * qd, to.act + t * kt_.act_row_bytes(L.wo.type, qd), qd);
+    kt_.quantize_act(L.wo.type, att + t * qd, to.act + t * kt_.act_row_bytes(L.wo.type, qd), qd);
   });
   const int64_t ur_o = UnitRows(dim);
-  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * qd * T, T, [&](int64_t u0, int64_t u1) {
+  products((dim + ur_o - 1) / ur_o, int64_t{dim} * qd * T, [&](int64_t u0, int64_t u1) {
     const int64_t n0 = u0 * ur_o, n1 = std::min<int64_t>(dim, u1 * ur_o);
-    MatMulRows(L.wo, att_.data(), o_in.act, qd, T, xb_.data(), dim, n0, n1);
-    for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
+    MatMulRows(L.wo, att, o_in.act, qd, T, r.out, dim, n0, n1);
+    for (int64_t t = 0; t < T; ++t) kt_.add(r.x + t * dim + n0, r.out + t * dim + n0, r.x + t * dim + n0, n1 - n0);
   });
 
   // Feed-forward: gate and up by row ranges, SiLU(gate) * up in place of gate.
   const bool gu_q = AnyQuantized({&L.w_gate, &L.w_up});
   const DType gu_t = QuantizedType({&L.w_gate, &L.w_up});
   const Input ffn_in = Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
-    NormAndQuantize(to, t, x_.data() + t * dim, L.ffn_norm, gu_q, gu_t);
+    NormAndQuantize(to, t, r.x + t * dim, L.ffn_norm, gu_q, gu_t);
   });
   const int64_t ur_f = UnitRows(ffn);
-  Units(tid, nt, (ffn + ur_f - 1) / ur_f, 2 * int64_t{ffn} * dim * T, T, [&](int64_t u0, int64_t u1) {
+  products((ffn + ur_f - 1) / ur_f, 2 * int64_t{ffn} * dim * T, [&](int64_t u0, int64_t u1) {
     const int64_t r0 = u0 * ur_f, r1 = std::min<int64_t>(ffn, u1 * ur_f);
-    MatMulRows(L.w_gate, ffn_in.xb, ffn_in.act, dim, T, gate_.data(), ffn, r0, r1);
-    MatMulRows(L.w_up, ffn_in.xb, ffn_in.act, dim, T, up_.data(), ffn, r0, r1);
+    MatMulRows(L.w_gate, ffn_in.xb, ffn_in.act, dim, T, r.gate, ffn, r0, r1);
+    MatMulRows(L.w_up, ffn_in.xb, ffn_in.act, dim, T, r.up, ffn, r0, r1);
     // SiLU per unit: its chunk boundaries depend only on the shape, never on the split.
     for (int64_t u = u0; u < u1; ++u) {
       const int64_t n0 = u * ur_f, n1 = std::min<int64_t>(ffn, n0 + ur_f);
       for (int64_t t = 0; t < T; ++t) {
-        kt_.silu_mul(gate_.data() + t * ffn + n0, up_.data() + t * ffn + n0, gate_.data() + t * ffn + n0, n1 - n0);
+        kt_.silu_mul(r.gate + t * ffn + n0, r.up + t * ffn + n0, r.gate + t * ffn + n0, n1 - n0);
       }
     }
   });
   const Input down_in = !AnyQuantized({&L.w_down}) ? Shared() : Prepare(tid, nt, T, [&](int64_t t, const Input& to) {
-    kt_.quantize_act(L.w_down.type, gate_.data() + t * ffn, to.act + t * kt_.act_row_bytes(L.w_down.type, ffn), ffn);
+    kt_.quantize_act(L.w_down.type, r.gate + t * ffn, to.act + t * kt_.act_row_bytes(L.w_down.type, ffn), ffn);
   });
-  Units(tid, nt, (dim + ur_o - 1) / ur_o, int64_t{dim} * ffn * T, T, [&](int64_t u0, int64_t u1) {
+  products((dim + ur_o - 1) / ur_o, int64_t{dim} * ffn * T, [&](int64_t u0, int64_t u1) {
     const int64_t n0 = u0 * ur_o, n1 = std::min<int64_t>(dim, u1 * ur_o);
-    MatMulRows(L.w_down, gate_.data(), down_in.act, ffn, T, xb_.data(), dim, n0, n1);
-    for (int64_t t = 0; t < T; ++t) kt_.add(x_.data() + t * dim + n0, xb_.data() + t * dim + n0, x_.data() + t * dim + n0, n1 - n0);
+    MatMulRows(L.w_down, r.gate, down_in.act, ffn, T, r.out, dim, n0, n1);
+    for (int64_t t = 0; t < T; ++t) kt_.add(r.x + t * dim + n0, r.out + t * dim + n0, r.x + t * dim + n0, n1 - n0);
   });
 }
 

@@ -4,32 +4,42 @@
 
 namespace flotilla {
 
+ThreadModeChooser::ThreadModeChooser() : ThreadModeChooser(Options{}) {}
+
 int64_t ThreadModeChooser::Median(std::vector<int64_t>& v) {
   std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
   return v[v.size() / 2];
 }
 
+ThreadModeChooser::Mode ThreadModeChooser::mode() const {
+  if (measuring_ < 0) return settled_;
+  return measuring_ == 0 ? Mode::kPool : alternatives_[measuring_ - 1];
+}
+
 void ThreadModeChooser::Record(int64_t ns) {
-  if (phase_ == Phase::kSettled) {
-    if (--settled_left_ <= 0) phase_ = Phase::kMeasurePool;
+  if (measuring_ < 0) {
+    if (--settled_left_ <= 0) measuring_ = 0;
     return;
   }
   samples_.push_back(ns);
   if (static_cast<int>(samples_.size()) < std::max(1, o_.window)) return;
-  const int64_t median = Median(samples_);
+  medians_[static_cast<int>(mode())] = Median(samples_);
   samples_.clear();
-  if (phase_ == Phase::kMeasurePool) {
-    pool_median_ = median;
-    if (median < o_.short_pass_ns) {
-      phase_ = Phase::kMeasureSolo;
-      return;
-    }
-    solo_ = false;
+  const int64_t pool = medians_[static_cast<int>(Mode::kPool)];
+  if (measuring_ == 0 && pool >= o_.short_pass_ns) {
+    settled_ = Mode::kPool;
+  } else if (measuring_ < static_cast<int>(alternatives_.size())) {
+    ++measuring_;
+    return;
   } else {
-    solo_median_ = median;
-    solo_ = static_cast<double>(median) < o_.solo_margin * static_cast<double>(pool_median_);
+    settled_ = Mode::kPool;
+    int64_t best = pool;
+    for (Mode m : alternatives_) {
+      const int64_t t = medians_[static_cast<int>(m)];
+      if (static_cast<double>(t) < o_.margin * static_cast<double>(pool) && t < best) settled_ = m, best = t;
+    }
   }
-  phase_ = Phase::kSettled;
+  measuring_ = -1;
   settled_left_ = o_.explore_every;
 }
 

@@ -196,9 +196,10 @@ void LogitsOfSteps(Executor& ex, std::vector<float>& all) {
   }
 }
 
-// Single-token steps on two threads may run on the pool or on the calling thread alone
-// (ThreadModeChooser: a short pass measures both modes, 8 passes each, in its first 16
-// passes): every step's logits equal a one-thread executor's bit for bit, whichever mode ran.
+// Single-token steps on two threads may run on the pool, on the pool with the small products
+// replicated (a model as small as stories260K), or on the calling thread alone
+// (ThreadModeChooser: a short pass measures each mode, 8 passes each, in its first 24 passes):
+// every step's logits equal a one-thread executor's bit for bit, whichever mode ran.
 TEST_P(ExecutorTest, SingleTokenStepsEqualOneThreadInEitherThreadMode) {
   auto one = MakeCpuExecutor(model_, SmallBlocks(1));
   ASSERT_TRUE(one.ok()) << one.status();
