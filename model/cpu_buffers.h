@@ -26,7 +26,7 @@ class AlignedBytes {
 };
 
 // Float buffers start on a pair of cache lines, and per-thread parts of them start on their own
-// pair (Lines): where two threads write neighbouring parts of a buffer in the same phase (their
+// pair (LinePairFloats): where two threads write neighbouring parts of a buffer in the same phase (their
 // heads of Q, K and V, their rows of the residual stream) a line holding both would cross
 // between the cores on every write, and the hardware prefetches lines in aligned pairs.
 template <class T>
@@ -41,6 +41,6 @@ struct CacheLineAllocator {
 };
 using Floats = std::vector<float, CacheLineAllocator<float>>;
 // n floats rounded up to whole pairs of cache lines.
-inline int64_t Lines(int64_t n) { return (n + 31) / 32 * 32; }
+inline int64_t LinePairFloats(int64_t n) { return (n + 31) / 32 * 32; }
 
 }  // namespace flotilla

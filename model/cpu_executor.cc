@@ -110,22 +110,22 @@ class CpuExecutor final : public Executor {
       for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) need(*m);
     }
     act_.Resize(T * act_row);
-    act_row_ = act_row;
     own_act_stride_ = (act_row + 127) / 128 * 128;
     own_act_.Resize(pool_.size() * own_act_stride_);
-    own_xb_.resize(static_cast<size_t>(pool_.size()) * Lines(c_.dim));
+    own_xb_.resize(static_cast<size_t>(pool_.size()) * LinePairFloats(c_.dim));
     const int64_t replicated = int64_t{c_.dim} * (c_.q_dim() + 3 * int64_t{c_.ffn_dim});
     // Single-token passes of a small model choose among the pool, the pool with the small products
     // replicated, and (adaptive_) the calling thread alone, by timing them (ThreadModeChooser).
     std::vector<ThreadModeChooser::Mode> modes;
-    if (pool_.size() > 1 && c_.n_kv_heads % pool_.size() == 0 && replicated <= kReplicateWork) {
+    if (OwnHeads(1, pool_.size()) && replicated <= kReplicateWork) {
       modes.push_back(ThreadModeChooser::Mode::kReplicate);
     }
     if (adaptive_) modes.push_back(ThreadModeChooser::Mode::kSolo);
     choose_mode_ = !modes.empty();
     one_token_mode_ = ThreadModeChooser(ThreadModeChooser::Options{}, std::move(modes));
     own_rows_.resize(static_cast<size_t>(pool_.size()) * OwnRowsFloats());
-    attn_stride_ = Lines(kernels::cpu::AttentionGroupScratch(c_.n_heads, c_.n_kv_heads, c_.head_dim, c_.context_length));
+    attn_stride_ = LinePairFloats(
+        kernels::cpu::AttentionGroupScratch(c_.n_heads, c_.n_kv_heads, c_.head_dim, c_.context_length));
     attn_scratch_.resize(static_cast<size_t>(pool_.size()) * attn_stride_);
     // Rotary angles in double, rounded once: theta_i = pos * base^(-2i/head_dim).
     const int half = c_.head_dim / 2;
@@ -287,13 +287,21 @@ class CpuExecutor final : public Executor {
     float* k;
     float* v;
   };
-  int64_t OwnRowsFloats() const { return 2 * (Lines(c_.dim) + Lines(c_.ffn_dim)) + Lines(c_.q_dim()) + 2 * Lines(c_.kv_dim()); }
+  // One thread's own rows: x, out (dim each), gate, up (ffn each), q, k, v; each padded.
+  int64_t OwnRowsFloats() const {
+    auto p = [](int64_t n) { return LinePairFloats(n); };
+    return 2 * (p(c_.dim) + p(c_.ffn_dim)) + p(c_.q_dim()) + 2 * p(c_.kv_dim());
+  }
   Rows RowsFor(const Step& s, int tid, int nt) {
     Rows r{x_.data(), xb_.data(), gate_.data(), up_.data(), q_.data(), k_.data(), v_.data()};
-    const int64_t d = Lines(c_.dim), f = Lines(c_.ffn_dim), qd = Lines(c_.q_dim()), kv = Lines(c_.kv_dim());
+    const int64_t d = LinePairFloats(c_.dim), f = LinePairFloats(c_.ffn_dim);
     float* base = own_rows_.data() + tid * OwnRowsFloats();
     if (s.replicate) r.x = base, r.out = base + d, r.gate = base + 2 * d, r.up = base + 2 * d + f;
-    if (OwnHeads(s.T, nt)) r.q = base + 2 * (d + f), r.k = r.q + qd, r.v = r.k + kv;
+    if (OwnHeads(s.T, nt)) {
+      r.q = base + 2 * (d + f);
+      r.k = r.q + LinePairFloats(c_.q_dim());
+      r.v = r.k + LinePairFloats(c_.kv_dim());
+    }
     return r;
   }
   // One token on several threads, each taking whole KV groups through Q/K/V and attention.
@@ -350,7 +358,7 @@ class CpuExecutor final : public Executor {
   template <class F>
   Input Prepare(int tid, int nt, int64_t T, F&& f) {
     if (T == 1 && nt > 1) {
-      const Input own{own_xb_.data() + tid * Lines(c_.dim), own_act_.data() + tid * own_act_stride_};
+      const Input own{own_xb_.data() + tid * LinePairFloats(c_.dim), own_act_.data() + tid * own_act_stride_};
       f(int64_t{0}, own);
       return own;
     }
@@ -400,9 +408,8 @@ class CpuExecutor final : public Executor {
   std::vector<const int32_t*> tables_;
   std::vector<int64_t> logit_rows_;
   AlignedBytes act_;
-  int64_t act_row_ = 0;       // bytes of one token's quantized row in act_
   AlignedBytes own_act_;      // per thread: one token's quantized row (Prepare)
-  int64_t own_act_stride_ = 0;
+  int64_t own_act_stride_ = 0;  // bytes between two threads' rows in own_act_
   Floats own_xb_;             // per thread: one token's normed row (Prepare)
   bool choose_mode_ = false;   // single-token passes run as one_token_mode_ says
   Floats own_rows_;  // per thread: Rows for Step::replicate
@@ -441,10 +448,9 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
     tables_[t] = b.block_tables[b.seq[t]].data();
     if (b.want_logits[t]) logit_rows_[s.n_logits++] = t;
   }
+  // q and out are set per layer (Layer: per-thread Q rows, alternating output rows).
   auto& attn = s.attn;
-  attn.q = q_.data();
   attn.q_stride = c_.q_dim();
-  attn.out = att_.data();
   attn.out_stride = c_.q_dim();
   attn.n_heads = c_.n_heads;
   attn.n_kv_heads = c_.n_kv_heads;

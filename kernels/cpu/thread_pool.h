@@ -30,8 +30,9 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // How many barrier waits so far outlasted the spin window and slept: a sign that a peer thread
-  // was descheduled (an oversubscribed host), since the steps between barriers are short.
+  // How many barriers so far some thread waited at past the spin window (counted once per thread and
+  // barrier): a sign that a peer thread was descheduled (an oversubscribed host), since the steps
+  // between barriers are short.
   // Read by the owner thread between Run() calls.
   uint64_t slow_barriers() const { return slow_barriers_.load(std::memory_order_relaxed); }
 
