@@ -16,9 +16,10 @@
 // are bitwise the same alone or in any batch and on any number of threads.
 //
 // That also makes it safe to change the thread count between steps: when barrier waits show
-// that a peer thread was descheduled (an oversubscribed host, where a barrier can cost a
-// scheduler time slice), the executor runs the next steps on the calling thread alone, and
-// tries the pool again after a back-off. Single-token passes short enough for barriers to
+// that a peer thread arrives late, the executor times a few steps on the calling thread alone
+// and keeps running alone for a while only if that is faster per token (SoloFallback: a peer
+// descheduled by an oversubscribed host costs a scheduler time slice per barrier; a peer on a
+// slower core costs less than its work is worth). Single-token passes short enough for barriers to
 // matter also run alone, or (a tiny model) with the small products replicated on every thread,
 // whenever that measured faster than the plain pool (ThreadModeChooser: it depends on how far
 // apart the host placed the threads). FLOTILLA_ADAPTIVE_THREADS=0 turns off running alone (in
@@ -43,6 +44,7 @@
 #include "kernels/quant.h"
 #include "model/cpu_buffers.h"
 #include "model/executor.h"
+#include "model/solo_fallback.h"
 #include "model/thread_mode.h"
 
 namespace flotilla {
@@ -61,10 +63,6 @@ constexpr int64_t kDynamicTokens = 4;
 // multiply-adds per token has them computed whole by every thread in a single-token pass (see
 // Step::replicate).
 constexpr int64_t kReplicateWork = int64_t{1} << 16;
-// Steps run on one thread after a forward pass whose barriers were slow, doubling (up to the
-// maximum) while the host stays oversubscribed.
-constexpr int kSoloFirst = 16;
-constexpr int kSoloMax = 4096;
 
 bool EnvOn(const char* name) {
   const char* e = std::getenv(name);
@@ -171,7 +169,7 @@ class CpuExecutor final : public Executor {
   // The pool's threads take the items in contiguous shares and steal from each other's at the
   // end. On one thread, or while steps run alone because the host took a peer away, in order.
   void ParallelFor(int64_t n, const std::function<void(int64_t)>& f) override {
-    if (pool_.size() == 1 || solo_left_ > 0 || n < 2) {
+    if (pool_.size() == 1 || fallback_.alone() || n < 2) {
       for (int64_t i = 0; i < n; ++i) f(i);
       return;
     }
@@ -400,8 +398,7 @@ class CpuExecutor final : public Executor {
     int64_t n = 0;
   };
   OwnLine barriers_;
-  int solo_left_ = 0;      // forward passes still to run on the calling thread alone
-  int solo_next_ = kSoloFirst;
+  SoloFallback fallback_;  // passes alone while peers arrive late at barriers (adaptive_)
   ThreadModeChooser one_token_mode_;  // how single-token passes run (choose_mode_)
   bool warned_ = false;
   Floats x_, xb_, q_, k_, v_, att_, gate_, up_;
@@ -459,15 +456,26 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
   attn.positions = b.positions.data();
   attn.block_tables = tables_.data();
   attn.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
-  if (pool_.size() == 1 || solo_left_ > 0) {
-    solo_left_ = std::max(0, solo_left_ - 1);
+  if (pool_.size() == 1) {
     Region(s, 0, 1);
     return absl::OkStatus();
   }
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed_ns = [&] {
+    return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  };
+  if (fallback_.alone()) {
+    Region(s, 0, 1);
+    if (fallback_.RecordAlone(T, elapsed_ns()) && !warned_) {
+      spdlog::warn("CPU executor: peer threads reach barriers late and one thread alone measured faster "
+                   "(host oversubscribed?); running steps on one thread for a while");
+      warned_ = true;
+    }
+    return absl::OkStatus();
+  }
   const bool timed = choose_mode_ && T == 1;
-  const auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   auto record = [&] {
-    if (timed) one_token_mode_.Record(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    if (timed) one_token_mode_.Record(elapsed_ns());
   };
   const ThreadModeChooser::Mode mode = timed ? one_token_mode_.mode() : ThreadModeChooser::Mode::kPool;
   if (mode == ThreadModeChooser::Mode::kSolo) {
@@ -479,20 +487,10 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
   const uint64_t slow_before = pool_.slow_barriers();
   barriers_.n = 0;
   pool_.Run([&](int tid, int nt) { Region(s, tid, nt); });
+  const int64_t ns = elapsed_ns();
   record();
   const int64_t slow = static_cast<int64_t>(pool_.slow_barriers() - slow_before);
-  // A few slow barriers can be honest imbalance in a long step; many mean a descheduled peer.
-  if (adaptive_ && slow > std::max<int64_t>(2, barriers_.n / 8)) {
-    if (!warned_) {
-      spdlog::warn("CPU executor: {} of {} barriers waited past the spin window (host oversubscribed?); "
-                   "running steps on one thread for a while", slow, barriers_.n);
-      warned_ = true;
-    }
-    solo_left_ = solo_next_;
-    solo_next_ = std::min(kSoloMax, solo_next_ * 2);
-  } else if (slow == 0) {
-    solo_next_ = kSoloFirst;
-  }
+  if (adaptive_) fallback_.RecordPool(T, ns, slow, barriers_.n);
   return absl::OkStatus();
 }
 
