@@ -44,6 +44,7 @@
 #include "kernels/quant.h"
 #include "model/cpu_buffers.h"
 #include "model/executor.h"
+#include "model/share_balance.h"
 #include "model/solo_fallback.h"
 #include "model/thread_mode.h"
 
@@ -70,6 +71,12 @@ bool EnvOn(const char* name) {
 }
 bool AdaptiveThreads() { return EnvOn("FLOTILLA_ADAPTIVE_THREADS"); }
 
+// Models with at least this many multiply-adds per token in their products size the threads'
+// static shares by measured speed (ShareBalance); below it a pass is microseconds and reading
+// the clock around each share would cost more than an uneven split. FLOTILLA_BALANCE_SHARES=0
+// keeps the shares equal.
+constexpr int64_t kBalanceWork = int64_t{1} << 23;
+
 // Rows per unit of work for a matrix: about 32 units, a multiple of 16 rows, at least 16.
 // It depends only on the matrix shape, never on the batch or the thread count.
 int64_t UnitRows(int64_t rows) { return std::max<int64_t>(16, (rows / 32 + 15) / 16 * 16); }
@@ -83,6 +90,7 @@ class CpuExecutor final : public Executor {
         w_(model_->weights),
         kt_(kt),
         pool_(threads),
+        shares_(threads),
         num_blocks_(o.num_kv_blocks),
         block_size_(o.block_size),
         max_tokens_(o.max_batch_tokens),
@@ -122,6 +130,14 @@ class CpuExecutor final : public Executor {
     choose_mode_ = !modes.empty();
     one_token_mode_ = ThreadModeChooser(ThreadModeChooser::Options{}, std::move(modes));
     own_rows_.resize(static_cast<size_t>(pool_.size()) * OwnRowsFloats());
+    int64_t macs = w_.output.rows * w_.output.cols;
+    for (const LayerWeights& l : w_.layers) {
+      for (const WeightMatrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) macs += m->rows * m->cols;
+    }
+    balance_ = pool_.size() > 1 && macs >= kBalanceWork && EnvOn("FLOTILLA_BALANCE_SHARES");
+    busy_.resize(pool_.size());
+    pass_work_.resize(pool_.size());
+    pass_ns_.resize(pool_.size());
     attn_stride_ = LinePairFloats(
         kernels::cpu::AttentionGroupScratch(c_.n_heads, c_.n_kv_heads, c_.head_dim, c_.context_length));
     attn_scratch_.resize(static_cast<size_t>(pool_.size()) * attn_stride_);
@@ -327,8 +343,18 @@ class CpuExecutor final : public Executor {
       pool_.ForEach(tid, units, [&](int64_t u) { f(u, u + 1); });
       return;
     }
-    const int64_t u0 = units * tid / nt, u1 = units * (tid + 1) / nt;
-    if (u0 < u1) f(u0, u1);
+    const int64_t u0 = shares_.Begin(units, tid), u1 = shares_.Begin(units, tid + 1);
+    if (u0 < u1) {
+      if (!balance_) {
+        f(u0, u1);
+      } else {
+        const auto t0 = std::chrono::steady_clock::now();
+        f(u0, u1);
+        busy_[tid].ns += static_cast<double>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+        busy_[tid].work += static_cast<double>(work) * static_cast<double>(u1 - u0) / static_cast<double>(units);
+      }
+    }
     pool_.Barrier(tid);
   }
   // Calls f(t) for this thread's share of tokens [0, T), then a barrier.
@@ -388,6 +414,16 @@ class CpuExecutor final : public Executor {
   int64_t copied_matrices_ = 0;  // copied as stored (no packed layout for them)
   const KernelTable& kt_;
   ThreadPool pool_;
+  // The threads' static shares (Units), sized by speed when balance_; each thread's measured work
+  // and time in them during the current pass, on its own cache line.
+  ShareBalance shares_;
+  bool balance_ = false;
+  struct alignas(64) Busy {
+    double work = 0;
+    double ns = 0;
+  };
+  std::vector<Busy> busy_;
+  std::vector<double> pass_work_, pass_ns_;  // Forward's copies of busy_ for shares_
   const int num_blocks_;
   const int block_size_;
   const int max_tokens_;
@@ -488,6 +524,14 @@ absl::Status CpuExecutor::Forward(const ForwardBatch& b, std::span<float> logits
   barriers_.n = 0;
   pool_.Run([&](int tid, int nt) { Region(s, tid, nt); });
   const int64_t ns = elapsed_ns();
+  if (balance_) {
+    for (size_t i = 0; i < busy_.size(); ++i) {
+      pass_work_[i] = busy_[i].work;
+      pass_ns_[i] = busy_[i].ns;
+      busy_[i] = Busy{};
+    }
+    shares_.Record(pass_work_, pass_ns_);
+  }
   record();
   const int64_t slow = static_cast<int64_t>(pool_.slow_barriers() - slow_before);
   if (adaptive_) fallback_.RecordPool(T, ns, slow, barriers_.n);

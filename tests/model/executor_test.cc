@@ -256,18 +256,30 @@ double Nmse(const std::vector<float>& got, const std::vector<float>& want) {
   return err / ref;
 }
 
+// A synthetic model of `shape` in `type` written into `dir` and loaded (null, with a test
+// failure, when either fails).
+std::shared_ptr<const LoadedModel> Synth(testing::TempDir& dir, const std::string& shape, kernels::DType type,
+                                         uint64_t seed) {
+  auto s = ParseSyntheticShape(shape);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return nullptr;
+  SynthOptions so;
+  so.type = type;
+  so.seed = seed;
+  const std::string path = dir.File(std::string(kernels::Info(type).name) + ".gguf");
+  const absl::Status written = WriteSyntheticModel(*s, so, path);
+  EXPECT_TRUE(written.ok()) << written;
+  if (!written.ok()) return nullptr;
+  auto loaded = LoadModel(path);
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  if (!loaded.ok()) return nullptr;
+  return std::move(*loaded);
+}
+
 TEST(ExecutorKvCache, Q8CacheIsNearF16AndTheSameOnAnyThreadCount) {
   testing::TempDir dir;
-  auto shape = ParseSyntheticShape("256,2,4,2,512,300");  // head size 64, two KV heads
-  ASSERT_TRUE(shape.ok());
-  SynthOptions so;
-  so.type = kernels::DType::kQ8_0;
-  so.seed = 5;
-  const std::string path = dir.File("m.gguf");
-  ASSERT_TRUE(WriteSyntheticModel(*shape, so, path).ok());
-  auto loaded = LoadModel(path);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  std::shared_ptr<const LoadedModel> model = std::move(*loaded);
+  auto model = Synth(dir, "256,2,4,2,512,300", kernels::DType::kQ8_0, 5);  // head size 64, two KV heads
+  ASSERT_NE(model, nullptr);
   auto run = [&](KvDType kv, int threads, std::vector<float>& out) {
     ExecutorOptions o = StepsOptions(threads);
     o.kv_type = kv;
@@ -301,6 +313,25 @@ TEST(ExecutorKvCache, Q8CacheIsNearF16AndTheSameOnAnyThreadCount) {
   EXPECT_FALSE(ParseKvDType("q4_0").ok());
 }
 
+// Decode splits each matrix statically between the threads; for a model big enough to time the
+// shares (ShareBalance) they are sized by each thread's measured speed. On three threads over
+// this machine's two cores one thread shares a core and the shares move; every step's logits
+// still equal one thread's bit for bit (which thread computes a row never changes its value).
+TEST(ExecutorShares, SpeedSizedSharesGiveOneThreadsLogits) {
+  testing::TempDir dir;
+  auto model = Synth(dir, "768,3,12,4,1024,300", kernels::DType::kQ8_0, 11);  // 12M multiply-adds a token
+  ASSERT_NE(model, nullptr);
+  setenv("FLOTILLA_ADAPTIVE_THREADS", "0", 1);  // every pass on the pool, however late its peers
+  auto one = MakeCpuExecutor(model, SmallBlocks(1));
+  auto three = MakeCpuExecutor(model, SmallBlocks(3));
+  unsetenv("FLOTILLA_ADAPTIVE_THREADS");
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_TRUE(three.ok()) << three.status();
+  std::vector<int32_t> seq;
+  for (int i = 0; i < 40; ++i) seq.push_back(3 + i * 53 % 290);
+  EXPECT_EQ(RunAlone(**three, {seq}), RunAlone(**one, {seq}));
+}
+
 // Weights copied at load (into the kernels' own row layout where the variant has one, as stored
 // otherwise): the same logits bit for bit as the weights read in the file map (to rounding where
 // the packed layout sums in another order, and then bit for bit at 1 and 2 threads), for a prompt, a
@@ -309,19 +340,11 @@ TEST(ExecutorKvCache, Q8CacheIsNearF16AndTheSameOnAnyThreadCount) {
 // (stories260K's 64-wide rows are not).
 TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
   testing::TempDir dir;
-  auto shape = ParseSyntheticShape("768,2,12,4,1024,300");
-  ASSERT_TRUE(shape.ok());
   std::vector<std::string> isas = {""};
   if (kernels::cpu::KernelsByName("avx2") != nullptr) isas.push_back("avx2");
   for (kernels::DType type : {kernels::DType::kQ8_0, kernels::DType::kQ4_0, kernels::DType::kF16}) {
-    SynthOptions so;
-    so.type = type;
-    so.seed = 11;
-    const std::string path = dir.File(std::string(kernels::Info(type).name) + ".gguf");
-    ASSERT_TRUE(WriteSyntheticModel(*shape, so, path).ok());
-    auto loaded = LoadModel(path);
-    ASSERT_TRUE(loaded.ok()) << loaded.status();
-    std::shared_ptr<const LoadedModel> model = std::move(*loaded);
+    auto model = Synth(dir, "768,2,12,4,1024,300", type, 11);
+    ASSERT_NE(model, nullptr);
     for (const std::string& isa : isas) {
       std::vector<float> packed_one_thread;
       for (int threads : {1, 2}) {
