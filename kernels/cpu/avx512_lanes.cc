@@ -76,17 +76,21 @@ FLOTILLA_INLINE __m512i PositionDot(const __m512i (&w)[8], const uint8_t* x) {
 
 // A weight type's group layout: its blocks, the bytes of a position's vectors, the offset that
 // makes its values unsigned. A pair of positions: both positions' vectors, then 2 x 32 bytes of
-// scales.
-template <class B, int64_t kVec, int32_t kOff>
+// scales. One token's products read kStreams streams side by side, each asking for its lines
+// kOneTokenAhead ahead when kPrefetch (see OneToken).
+template <class B, int64_t kVec, int32_t kOff, int kOneTokenStreams, bool kOneTokenPrefetch>
 struct LaneFormat {
   using Block = B;
   static constexpr int64_t kVecBytes = kVec;
   static constexpr int64_t kPairBytes = 2 * kVecBytes + 64;
   static constexpr int32_t kOffset = kOff;
+  static constexpr int kStreams = kOneTokenStreams;
+  static constexpr bool kPrefetch = kOneTokenPrefetch;
 };
 
-// Q8_0: a position's 8 vectors as stored (values offset by 128). Pair: 1,088 bytes.
-struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128> {
+// Q8_0: a position's 8 vectors as stored (values offset by 128). Pair: 1,088 bytes. One token:
+// two streams left to the hardware prefetchers (see OneToken).
+struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128, 2, false> {
   static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(v + 64 * k);
@@ -104,8 +108,9 @@ struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128> {
 };
 
 // Q4_0: a position's 8 vectors as nibbles in 4 (vector j's low nibbles are vector j, its high
-// nibbles vector 4 + j; values 0..15 as ggml stores them, offset by 8). Pair: 576 bytes.
-struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8> {
+// nibbles vector 4 + j; values 0..15 as ggml stores them, offset by 8). Pair: 576 bytes. One
+// token: four streams, each asking 2 KiB ahead (see OneToken).
+struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8, 4, true> {
   static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
     const __m512i m = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
@@ -223,8 +228,11 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
 // thread's rows side by side, each asking 2 KiB ahead) keeps more misses in flight.
 // 1B Q8_0 decode at 2 threads, alternating runs, against the file layout's rows: one stream
 // 0.975x (roofline 0.81), two 1.04x, four 1.10x (0.84-0.89); six and eight 0.88x and 0.78x of
-// four; 4 KiB ahead 0.97x of 2 KiB.
-constexpr int kOneTokenStreams = 4;
+// four; 4 KiB ahead 0.97x of 2 KiB. Later (2026-12-08, six rounds, the read probe at 51-85
+// GB/s) Q8_0's streams without the software prefetches did better still, the hardware's
+// prefetchers following them alone: two streams 1.09x of four prefetched (roofline 0.95 against
+// 0.85 by the median; 110M 1.02x), three 1.06x, four 1.06x; Q4_0's two streams without them
+// 1.01x, three 0.90x, so Q4_0 keeps its four prefetched streams.
 constexpr int64_t kOneTokenAhead = 2048;
 
 // Token 0 of the groups g[0..S-1] at once (lane r of f[i]: row 16 g[i] + r). Each group's
@@ -242,8 +250,10 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
     for (int pp = 0; pp < 4; ++pp) {
       const uint8_t* blk[S];
       for (int i = 0; i < S; ++i) blk[i] = base[i] + o * kOctGroupBytes + pp * kPairBytes;
-      for (int i = 0; i < S; ++i) {
-        for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk[i] + kOneTokenAhead + b), _MM_HINT_T0);
+      if constexpr (W::kPrefetch) {
+        for (int i = 0; i < S; ++i) {
+          for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk[i] + kOneTokenAhead + b), _MM_HINT_T0);
+        }
       }
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
@@ -313,7 +323,7 @@ void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows,
 
 template <class W>
 void MatMulLanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  if (a.M == 1) return OneToken<W, kOneTokenStreams>(a, n0, n1);
+  if (a.M == 1) return OneToken<W, W::kStreams>(a, n0, n1);
   // Groups outermost: a group's rows (34 KiB at K = 2048) stay in cache for all its token tiles.
   for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
     const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);
