@@ -231,8 +231,10 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
 // four; 4 KiB ahead 0.97x of 2 KiB. Later (2026-12-08, six rounds, the read probe at 51-85
 // GB/s) Q8_0's streams without the software prefetches did better still, the hardware's
 // prefetchers following them alone: two streams 1.09x of four prefetched (roofline 0.95 against
-// 0.85 by the median; 110M 1.02x), three 1.06x, four 1.06x; Q4_0's two streams without them
-// 1.01x, three 0.90x, so Q4_0 keeps its four prefetched streams.
+// 0.85 by the median; 110M 1.02x), three 1.06x, four 1.06x. Q4_0's two streams without them:
+// 1.01x, 1.09x, 1.05x, 0.99x in four sets of 6-10 rounds, 110M 0.95x; three 0.90x; four
+// streams asking 1 KiB ahead 1.04-1.07x, 4 KiB 0.97x. Too close to call, so Q4_0 keeps its four
+// streams asking 2 KiB ahead.
 constexpr int64_t kOneTokenAhead = 2048;
 
 // Token 0 of the groups g[0..S-1] at once (lane r of f[i]: row 16 g[i] + r). Each group's
