@@ -62,8 +62,11 @@ FLOTILLA_INLINE __m512i BcastStart(const uint8_t* p) {
 
 // One block position of a group against one token: the integer sums of the 16 rows' products
 // with the activations at x (the position's place in an OctActFormat oct), in two chains, the
-// first started from the offset terms. The same arithmetic for every tile and stream.
-template <class W>
+// first started from the offset terms. The same arithmetic for every tile and stream. kHigh16:
+// the second chain's weights are 16 times their value (Q4_0's high nibbles masked in place, not
+// shifted down, for one token, which has no other tokens to share the unpacking with); its sum
+// is then exactly 16 times as large, and an arithmetic shift brings it back.
+template <class W, bool kHigh16 = false>
 FLOTILLA_INLINE __m512i PositionDot(const __m512i (&w)[8], const uint8_t* x) {
   __m512i c0 = BcastStart<W>(x + 256), c1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -71,7 +74,7 @@ FLOTILLA_INLINE __m512i PositionDot(const __m512i (&w)[8], const uint8_t* x) {
     c0 = DotBcast(c0, w[j], x + 64 * j);
     c1 = DotBcast(c1, w[4 + j], x + 64 * j + 4);
   }
-  return _mm512_add_epi32(c0, c1);
+  return _mm512_add_epi32(c0, kHigh16 ? _mm512_srai_epi32(c1, 4) : c1);
 }
 
 // A weight type's group layout: its blocks, the bytes of a position's vectors, the offset that
@@ -91,6 +94,7 @@ struct LaneFormat {
 // Q8_0: a position's 8 vectors as stored (values offset by 128). Pair: 1,088 bytes. One token:
 // two streams left to the hardware prefetchers (see OneToken).
 struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128, 2, false> {
+  static constexpr bool kHigh16 = false;
   static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(v + 64 * k);
@@ -118,6 +122,17 @@ struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8, 4, true> {
       const __m512i p = _mm512_load_si512(v + 64 * j);
       w[j] = _mm512_and_si512(p, m);
       w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m);
+    }
+  }
+  // For one token: the high nibbles left in place (16 times their value; see PositionDot).
+  static constexpr bool kHigh16 = true;
+  static FLOTILLA_INLINE void LoadHigh16(const uint8_t* v, __m512i (&w)[8]) {
+    const __m512i lo = _mm512_set1_epi8(0x0F), hi = _mm512_set1_epi8(static_cast<char>(0xF0));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      const __m512i p = _mm512_load_si512(v + 64 * j);
+      w[j] = _mm512_and_si512(p, lo);
+      w[4 + j] = _mm512_and_si512(p, hi);
     }
   }
   static void Fill(const Block& blk, uint8_t* vecs, int64_t r) {
@@ -264,9 +279,16 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
 #pragma GCC unroll 4
         for (int i = 0; i < S; ++i) {
           __m512i w[8];
-          W::Load(blk[i] + W::kVecBytes * h, w);
+          __m512i dot;
+          if constexpr (W::kHigh16) {
+            W::LoadHigh16(blk[i] + W::kVecBytes * h, w);
+            dot = PositionDot<W, true>(w, x);
+          } else {
+            W::Load(blk[i] + W::kVecBytes * h, w);
+            dot = PositionDot<W>(w, x);
+          }
           const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
-          f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PositionDot<W>(w, x)), _mm512_mul_ps(dw, xs), f[i]);
+          f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, xs), f[i]);
         }
       }
     }
