@@ -8,7 +8,9 @@
 // instead of a fork/join round per kernel call. Matrix products are handed out in units of rows
 // whose size depends only on the matrix shape, claimed dynamically when a step is big (so a
 // thread slowed by a busy host does not hold the others up for its whole share) and split
-// statically when it is small (no atomics: a tiny model's steps are a few microseconds).
+// statically when it is small (no atomics: a tiny model's steps are a few microseconds), in
+// ranges sized by each thread's measured speed for models big enough to time them (ShareBalance:
+// the host sometimes runs one core a third slower than the other).
 // Q, K and V are one step whose units are heads, so the thread that computes a head also
 // applies RoPE to it and stores K and V into the cache; gate and up are one step that applies
 // SiLU*up to its rows; the output and down projections add into the residual stream in place.
