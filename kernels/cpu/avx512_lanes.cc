@@ -79,21 +79,17 @@ FLOTILLA_INLINE __m512i PositionDot(const __m512i (&w)[8], const uint8_t* x) {
 
 // A weight type's group layout: its blocks, the bytes of a position's vectors, the offset that
 // makes its values unsigned. A pair of positions: both positions' vectors, then 2 x 32 bytes of
-// scales. One token's products read kStreams streams side by side, each asking for its lines
-// kOneTokenAhead ahead when kPrefetch (see OneToken).
-template <class B, int64_t kVec, int32_t kOff, int kOneTokenStreams, bool kOneTokenPrefetch>
+// scales.
+template <class B, int64_t kVec, int32_t kOff>
 struct LaneFormat {
   using Block = B;
   static constexpr int64_t kVecBytes = kVec;
   static constexpr int64_t kPairBytes = 2 * kVecBytes + 64;
   static constexpr int32_t kOffset = kOff;
-  static constexpr int kStreams = kOneTokenStreams;
-  static constexpr bool kPrefetch = kOneTokenPrefetch;
 };
 
-// Q8_0: a position's 8 vectors as stored (values offset by 128). Pair: 1,088 bytes. One token:
-// two streams left to the hardware prefetchers (see OneToken).
-struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128, 2, false> {
+// Q8_0: a position's 8 vectors as stored (values offset by 128). Pair: 1,088 bytes.
+struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128> {
   static constexpr bool kHigh16 = false;
   static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
 #pragma GCC unroll 8
@@ -112,9 +108,8 @@ struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128, 2, false> {
 };
 
 // Q4_0: a position's 8 vectors as nibbles in 4 (vector j's low nibbles are vector j, its high
-// nibbles vector 4 + j; values 0..15 as ggml stores them, offset by 8). Pair: 576 bytes. One
-// token: four streams, each asking 2 KiB ahead (see OneToken).
-struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8, 4, true> {
+// nibbles vector 4 + j; values 0..15 as ggml stores them, offset by 8). Pair: 576 bytes.
+struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8> {
   static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
     const __m512i m = _mm512_set1_epi8(0x0F);
 #pragma GCC unroll 4
@@ -239,18 +234,18 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
 
 // One token streams weights from memory at a pace set by how many lines are in flight. Reading
 // the thread's groups as one sequential stream left the product short of the bandwidth the host
-// gives a plain read loop; reading four streams at once (the groups of four quarters of the
-// thread's rows side by side, each asking 2 KiB ahead) keeps more misses in flight.
-// 1B Q8_0 decode at 2 threads, alternating runs, against the file layout's rows: one stream
-// 0.975x (roofline 0.81), two 1.04x, four 1.10x (0.84-0.89); six and eight 0.88x and 0.78x of
-// four; 4 KiB ahead 0.97x of 2 KiB. Later (2026-12-08, six rounds, the read probe at 51-85
-// GB/s) Q8_0's streams without the software prefetches did better still, the hardware's
-// prefetchers following them alone: two streams 1.09x of four prefetched (roofline 0.95 against
-// 0.85 by the median; 110M 1.02x), three 1.06x, four 1.06x. Q4_0's two streams without them:
-// 1.01x, 1.09x, 1.05x, 0.99x in four sets of 6-10 rounds, 110M 0.95x; three 0.90x; four
-// streams asking 1 KiB ahead 1.04-1.07x, 4 KiB 0.97x. Too close to call, so Q4_0 keeps its four
-// streams asking 2 KiB ahead.
-constexpr int64_t kOneTokenAhead = 2048;
+// gives a plain read loop; reading two streams at once (the groups of the two halves of the
+// thread's rows side by side) keeps more misses in flight. They are left to the hardware's
+// prefetchers, which keep more lines in flight than requests into L1 from the kernel did.
+// 1B decode at 2 threads, alternating runs (2026-12-07, every stream asking 2 KiB ahead into
+// L1): one stream 0.975x (Q8_0 roofline 0.81), two 1.04x, four 1.10x (0.84-0.89), six and eight
+// 0.88x and 0.78x of four; 4 KiB ahead 0.97x of 2 KiB. 2026-12-08, without those requests,
+// against four streams with them (the read probe at 51-85 GB/s): Q8_0 two streams 1.09x (roofline
+// 0.95 against 0.85 by the median; 110M 1.02x), three 1.06x, four 1.06x; Q4_0 (high nibbles
+// masked in place, see PositionDot) two streams 1.11x and 1.01x in sets of 6 and 8 rounds (110M
+// 1.02x); before that change 1.01x, 1.09x, 1.05x, 0.99x; three streams 0.90x; four asking 1 KiB
+// ahead 1.04-1.07x, 4 KiB 0.97x. L2 requests on top: 0.84-1.0x.
+constexpr int kOneTokenStreams = 2;
 
 // Token 0 of the groups g[0..S-1] at once (lane r of f[i]: row 16 g[i] + r). Each group's
 // arithmetic is GroupTile<1>'s, in the same order, so the results do not depend on S.
@@ -267,11 +262,6 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
     for (int pp = 0; pp < 4; ++pp) {
       const uint8_t* blk[S];
       for (int i = 0; i < S; ++i) blk[i] = base[i] + o * kOctGroupBytes + pp * kPairBytes;
-      if constexpr (W::kPrefetch) {
-        for (int i = 0; i < S; ++i) {
-          for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk[i] + kOneTokenAhead + b), _MM_HINT_T0);
-        }
-      }
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
         const uint8_t* x = xr + o * OctActFormat::kOctBytes + 8 * (2 * pp + h);
@@ -347,7 +337,7 @@ void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows,
 
 template <class W>
 void MatMulLanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
-  if (a.M == 1) return OneToken<W, W::kStreams>(a, n0, n1);
+  if (a.M == 1) return OneToken<W, kOneTokenStreams>(a, n0, n1);
   // Groups outermost: a group's rows (34 KiB at K = 2048) stay in cache for all its token tiles.
   for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
     const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);
