@@ -6,16 +6,23 @@
 namespace flotilla {
 
 ShareBalance::ShareBalance(int threads, Options o)
-    : o_(o),
-      estimate_(std::max(1, threads), 1.0 / std::max(1, threads)),
-      applied_(estimate_),
-      cumulative_(estimate_.size() + 1) {
-  for (size_t i = 0; i < applied_.size(); ++i) cumulative_[i + 1] = cumulative_[i] + applied_[i];
+    : o_(o), estimate_(std::max(1, threads), 1.0 / std::max(1, threads)), cumulative_(estimate_.size() + 1) {
+  Apply(estimate_);
+}
+
+void ShareBalance::Apply(const std::vector<double>& fractions) {
+  for (size_t i = 0; i < fractions.size(); ++i) cumulative_[i + 1] = cumulative_[i] + fractions[i];
   cumulative_.back() = 1.0;
 }
 
+std::vector<double> ShareBalance::fractions() const {
+  std::vector<double> f(estimate_.size());
+  for (size_t i = 0; i < f.size(); ++i) f[i] = cumulative_[i + 1] - cumulative_[i];
+  return f;
+}
+
 int64_t ShareBalance::Begin(int64_t units, int tid) const {
-  const int n = static_cast<int>(applied_.size());
+  const int n = static_cast<int>(estimate_.size());
   if (tid <= 0) return 0;
   if (tid >= n) return units;
   const auto b = static_cast<int64_t>(std::llround(static_cast<double>(units) * cumulative_[tid]));
@@ -42,12 +49,9 @@ void ShareBalance::Record(const std::vector<double>& work, const std::vector<dou
   double moved = 0;
   for (size_t i = 0; i < n; ++i) {
     estimate_[i] /= sum;
-    moved = std::max(moved, std::abs(estimate_[i] - applied_[i]));
+    moved = std::max(moved, std::abs(estimate_[i] - (cumulative_[i + 1] - cumulative_[i])));
   }
-  if (moved <= o_.deadband) return;
-  applied_ = estimate_;
-  for (size_t i = 0; i < n; ++i) cumulative_[i + 1] = cumulative_[i] + applied_[i];
-  cumulative_[n] = 1.0;
+  if (moved > o_.deadband) Apply(estimate_);
 }
 
 }  // namespace flotilla

@@ -41,14 +41,16 @@ class ShareBalance {
 
   // Each thread's fraction of the work in the split in use (they sum to 1), and the smoothed
   // estimate it follows.
-  const std::vector<double>& fractions() const { return applied_; }
+  std::vector<double> fractions() const;
   const std::vector<double>& estimate() const { return estimate_; }
 
  private:
+  // Puts the split in use at `fractions`.
+  void Apply(const std::vector<double>& fractions);
+
   Options o_;
   std::vector<double> estimate_;
-  std::vector<double> applied_;
-  std::vector<double> cumulative_;  // [threads + 1]: where each thread's share starts
+  std::vector<double> cumulative_;  // [threads + 1]: where each thread's share in use starts
 };
 
 }  // namespace flotilla

@@ -1,13 +1,10 @@
 #include "model/solo_fallback.h"
 
+#include "model/median.h"
+
 #include <algorithm>
 
 namespace flotilla {
-
-double SoloFallback::Median(std::vector<double> v) {
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
-}
 
 std::vector<double> SoloFallback::Comparable(const std::vector<Pass>& of, const std::vector<Pass>& in) {
   std::vector<double> out;
@@ -64,7 +61,7 @@ bool SoloFallback::RecordAlone(int64_t tokens, int64_t ns) {
   const int stretch = stretch_ > 0 ? stretch_ : o_.first_stretch;
   stretch_ = std::min(o_.max_stretch, 2 * stretch);
   left_ = stretch;
-  if (Median(alone) < o_.margin * Median(pool)) {
+  if (MedianOf(alone) < o_.margin * MedianOf(pool)) {
     state_ = State::kStretch;
     ++won_;
     return true;

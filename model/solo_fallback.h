@@ -56,7 +56,6 @@ class SoloFallback {
     int64_t tokens;
     double ns_per_token;
   };
-  static double Median(std::vector<double> v);
   // The ns per token of the passes in `of` whose size also occurs in `in`.
   static std::vector<double> Comparable(const std::vector<Pass>& of, const std::vector<Pass>& in);
 

@@ -1,15 +1,12 @@
 #include "model/thread_mode.h"
 
+#include "model/median.h"
+
 #include <algorithm>
 
 namespace flotilla {
 
 ThreadModeChooser::ThreadModeChooser() : ThreadModeChooser(Options{}) {}
-
-int64_t ThreadModeChooser::Median(std::vector<int64_t>& v) {
-  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-  return v[v.size() / 2];
-}
 
 ThreadModeChooser::Mode ThreadModeChooser::mode() const {
   if (measuring_ < 0) return settled_;
@@ -23,7 +20,7 @@ void ThreadModeChooser::Record(int64_t ns) {
   }
   samples_.push_back(ns);
   if (static_cast<int>(samples_.size()) < std::max(1, o_.window)) return;
-  medians_[static_cast<int>(mode())] = Median(samples_);
+  medians_[static_cast<int>(mode())] = MedianOf(samples_);
   samples_.clear();
   const int64_t pool = medians_[static_cast<int>(Mode::kPool)];
   if (measuring_ == 0 && pool >= o_.short_pass_ns) {

@@ -46,7 +46,6 @@ class ThreadModeChooser {
   int64_t median_ns(Mode m) const { return medians_[static_cast<int>(m)]; }
 
  private:
-  static int64_t Median(std::vector<int64_t>& v);
 
   Options o_;
   std::vector<Mode> alternatives_;

@@ -269,14 +269,12 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
 #pragma GCC unroll 4
         for (int i = 0; i < S; ++i) {
           __m512i w[8];
-          __m512i dot;
           if constexpr (W::kHigh16) {
             W::LoadHigh16(blk[i] + W::kVecBytes * h, w);
-            dot = PositionDot<W, true>(w, x);
           } else {
             W::Load(blk[i] + W::kVecBytes * h, w);
-            dot = PositionDot<W>(w, x);
           }
+          const __m512i dot = PositionDot<W, W::kHigh16>(w, x);
           const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
           f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, xs), f[i]);
         }
