@@ -7,8 +7,11 @@
 // ride for free on others. That sets the floor for batched Q8_0 / Q4_0 products, which are bound
 // by these pipes, not by memory.
 //
-// Reported per body (one position and token's worth): `cycles`, from the time and the clock
-// measured by a chain of dependent scalar adds (one a cycle) right before. On this project's Zen 5
+// Reported per body (one position and token's worth): `ns`, and `cycles` from it and the clock
+// measured by a chain of dependent scalar adds (one a cycle) right before. On a vCPU whose core
+// the host shares out, that clock reads low (1.9-2.3 GHz on this VM's slower vCPU in its
+// slow-vCPU minutes, with the mix at 3.5 "cycles", below what 8 `vpdpbusd` need): compare `ns`
+// there. On this project's Zen 5
 // VM (2026-12-08): 8 vpdpbusd 4.4; + FMA 4.7; + FMA + product 5.1; the convert and the integer
 // add nothing measurable; the whole mix with its loads and broadcasts 5.55. So the scale product
 // and the FMA issue on the two pipes that run `vpdpbusd` (10 instructions there per 512
@@ -96,7 +99,9 @@ void BM_InstructionMix(benchmark::State& state) {
     kLoops[v](kIters, mem);
     ns += std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
   }
-  state.counters["cycles"] = ns * ghz / (2.0 * kIters * static_cast<double>(state.iterations()));
+  const double ns_per_body = ns / (2.0 * kIters * static_cast<double>(state.iterations()));
+  state.counters["ns"] = ns_per_body;
+  state.counters["cycles"] = ns_per_body * ghz;
   state.counters["GHz"] = ghz;
   state.SetLabel(kNames[v]);
 }
