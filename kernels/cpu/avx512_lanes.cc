@@ -10,8 +10,10 @@
 // chains here (the first started from both lanes' offset terms), so the same activation rows
 // feed both layouts (and the file layout's kernels for unpacked matrices).
 //
-// Layout of a whole group of 16 rows (16 x the file's row bytes, K a multiple of 256): per oct,
-// four pairs of block positions p (OctActFormat order). Q8_0, each pair 1,088 bytes (17 lines):
+// Layout of a whole group of 16 rows (16 x the file's row bytes, K a multiple of 64): per oct,
+// four pairs of block positions p (OctActFormat order); a last, partial oct (K not a multiple of
+// 256, so an even number r < 8 of blocks) holds its blocks in order, two to a pair (blocks 2k
+// and 2k + 1, at positions kOctPos[2k] and kOctPos[2k + 1]: see PairPos). Q8_0, each pair 1,088 bytes (17 lines):
 //   [512 bytes: position p's 8 vectors][512: position p+1's][32: p's 16 f16 scales][32: p+1's]
 // Vector (e, j) of a position (e = 0, 1; j = 0..3; index 4e + j) holds in lane r the four
 // weights that meet lane 2p + e of OctActFormat vector j, for row r of the group, offset by 128
@@ -20,7 +22,7 @@
 // vector (1, j), values 0..15 as ggml stores them (offset 8). Rows after the last whole group
 // are stored as in the file.
 //
-// Per output the arithmetic is fixed (octs in order, positions in order, the two chains added,
+// Per output the arithmetic is fixed (octs in order, pairs in order, the two chains added,
 // converted, scaled, accumulated), so a token's results do not depend on the batch, the tile or
 // the row split; they differ from the file layout's kernels by rounding (another summation
 // order).
@@ -140,22 +142,33 @@ struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8> {
   }
 };
 
+// The OctActFormat position of half h (0, 1) of pair k (0..3) of an oct: 2k + h in a whole oct;
+// in a partial last oct, the position of its block 2k + h (kOctPos is its own inverse).
+FLOTILLA_INLINE int PairPos(bool partial, int k, int h) { return partial ? OctActFormat::kOctPos[2 * k + h] : 2 * k + h; }
+
+// Pairs in a row group (two blocks each) and whole octs.
+FLOTILLA_INLINE int64_t Pairs(int64_t K) { return K / (2 * kQK); }
+FLOTILLA_INLINE int64_t WholeOcts(int64_t K) { return K / 256; }
+
 // Packs rows (whole groups as above; rows after the last group as stored).
 template <class W>
 void PackLanesOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
   using Block = typename W::Block;
   const int64_t row_bytes = K / kQK * static_cast<int64_t>(sizeof(Block));
-  const int64_t octs = K / 256, groups = rows / kRows;
+  const int64_t groups = rows / kRows;
   for (int64_t g = 0; g < groups; ++g) {
     uint8_t* out = dst + g * kRows * row_bytes;
-    for (int64_t o = 0; o < octs; ++o) {
-      for (int p = 0; p < 8; ++p) {
-        uint8_t* pair = out + (4 * o + p / 2) * W::kPairBytes;
-        uint8_t* vecs = pair + W::kVecBytes * (p % 2);
-        auto* scales = reinterpret_cast<uint16_t*>(pair + 2 * W::kVecBytes + 32 * (p % 2));
+    for (int64_t q = 0; q < Pairs(K); ++q) {
+      const int64_t o = q / 4;
+      const int k = static_cast<int>(q % 4);
+      for (int h = 0; h < 2; ++h) {
+        // The block at this pair's half: the one whose activations sit at its position.
+        const int64_t b = o * 8 + OctActFormat::kOctPos[PairPos(o == WholeOcts(K), k, h)];
+        uint8_t* pair = out + q * W::kPairBytes;
+        uint8_t* vecs = pair + W::kVecBytes * h;
+        auto* scales = reinterpret_cast<uint16_t*>(pair + 2 * W::kVecBytes + 32 * h);
         for (int64_t r = 0; r < kRows; ++r) {
-          const auto* blocks = reinterpret_cast<const Block*>(src + (g * kRows + r) * src_row_bytes);
-          const Block& blk = blocks[o * 8 + OctActFormat::kOctPos[p]];
+          const Block& blk = reinterpret_cast<const Block*>(src + (g * kRows + r) * src_row_bytes)[b];
           scales[r] = blk.d;
           W::Fill(blk, vecs, r);
         }
@@ -171,12 +184,29 @@ FLOTILLA_INLINE float LoadF(const uint8_t* p) {
   return v;
 }
 
+// One pair of positions (its vectors and scales at blk) for tokens xr[0..T-1], whose activations
+// for the pair's two halves sit at byte offsets x0 and x1 of their rows, added into f.
+template <class W, int T>
+FLOTILLA_INLINE void PairTile(const uint8_t* blk, const uint8_t* const (&xr)[T], int64_t x0, int64_t x1, __m512 (&f)[T]) {
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    __m512i w[8];
+    W::Load(blk + W::kVecBytes * h, w);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2 * W::kVecBytes + 32 * h)));
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const uint8_t* x = xr[t] + (h == 0 ? x0 : x1);
+      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(LoadF(x + 320)));
+      f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PositionDot<W>(w, x)), scale, f[t]);
+    }
+  }
+}
+
 // Tokens m..m+T-1 of row group g, added into f (lane r: row 16g + r).
 template <class W, int T>
 FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512 (&f)[T]) {
-  constexpr int64_t kPairBytes = W::kPairBytes, kOctGroupBytes = 4 * kPairBytes;
+  constexpr int64_t kPairBytes = W::kPairBytes;
   const auto* base = static_cast<const uint8_t*>(a.w) + g * kRows * a.w_row_bytes;
-  const int64_t octs = a.K / 256;
   // Every tile asks 4 KiB ahead, whatever its size. A full tile asking for the same pair of the
   // next group instead (and the second tile of a batch of 16 for nothing) kept fewer lines in
   // flight: 110M Q8_0 batch 16 at 2 threads ran 1.10x with 4 KiB (2 KiB 0.92x, 3 KiB 0.98x,
@@ -194,27 +224,17 @@ FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512
   const uint8_t* xr[T];
   for (int t = 0; t < T; ++t) xr[t] = static_cast<const uint8_t*>(a.x) + (m + t) * a.x_row_bytes;
   for (int t = 0; t < T; ++t) f[t] = _mm512_setzero_ps();
-  for (int64_t o = 0; o < octs; ++o) {
-    for (int pp = 0; pp < 4; ++pp) {
-      const uint8_t* blk = base + o * kOctGroupBytes + pp * kPairBytes;
-      for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + ahead + b), _MM_HINT_T0);
-      if (first_tile) {
-        for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kL2PrefetchBytes + b), _MM_HINT_T1);
-      }
-#pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        const int p = 2 * pp + h;
-        __m512i w[8];
-        W::Load(blk + W::kVecBytes * h, w);
-        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2 * W::kVecBytes + 32 * h)));
-#pragma GCC unroll 16
-        for (int t = 0; t < T; ++t) {
-          const uint8_t* x = xr[t] + o * OctActFormat::kOctBytes + 8 * p;
-          const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(LoadF(x + 320)));
-          f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PositionDot<W>(w, x)), scale, f[t]);
-        }
-      }
+  const int64_t octs = WholeOcts(a.K);
+  for (int64_t q = 0; q < Pairs(a.K); ++q) {
+    const uint8_t* blk = base + q * kPairBytes;
+    for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + ahead + b), _MM_HINT_T0);
+    if (first_tile) {
+      for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kL2PrefetchBytes + b), _MM_HINT_T1);
     }
+    const int64_t o = q / 4;
+    const int k = static_cast<int>(q % 4);
+    const int64_t xo = o * OctActFormat::kOctBytes;
+    PairTile<W, T>(blk, xr, xo + 8 * PairPos(o == octs, k, 0), xo + 8 * PairPos(o == octs, k, 1), f);
   }
 }
 
@@ -251,33 +271,33 @@ constexpr int kOneTokenStreams = 2;
 // arithmetic is GroupTile<1>'s, in the same order, so the results do not depend on S.
 template <class W, int S>
 FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], __m512 (&f)[S]) {
-  constexpr int64_t kPairBytes = W::kPairBytes, kOctGroupBytes = 4 * kPairBytes;
+  constexpr int64_t kPairBytes = W::kPairBytes;
   const int64_t gbytes = kRows * a.w_row_bytes;
   const uint8_t* base[S];
   for (int i = 0; i < S; ++i) base[i] = static_cast<const uint8_t*>(a.w) + g[i] * gbytes;
   const auto* xr = static_cast<const uint8_t*>(a.x);
-  const int64_t octs = a.K / 256;
+  const int64_t octs = WholeOcts(a.K);
   for (int i = 0; i < S; ++i) f[i] = _mm512_setzero_ps();
-  for (int64_t o = 0; o < octs; ++o) {
-    for (int pp = 0; pp < 4; ++pp) {
-      const uint8_t* blk[S];
-      for (int i = 0; i < S; ++i) blk[i] = base[i] + o * kOctGroupBytes + pp * kPairBytes;
+  for (int64_t q = 0; q < Pairs(a.K); ++q) {
+    const int64_t o = q / 4;
+    const int k = static_cast<int>(q % 4);
+    const uint8_t* blk[S];
+    for (int i = 0; i < S; ++i) blk[i] = base[i] + q * kPairBytes;
 #pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        const uint8_t* x = xr + o * OctActFormat::kOctBytes + 8 * (2 * pp + h);
-        const __m512 xs = _mm512_set1_ps(LoadF(x + 320));
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* x = xr + o * OctActFormat::kOctBytes + 8 * PairPos(o == octs, k, h);
+      const __m512 xs = _mm512_set1_ps(LoadF(x + 320));
 #pragma GCC unroll 4
-        for (int i = 0; i < S; ++i) {
-          __m512i w[8];
-          if constexpr (W::kHigh16) {
-            W::LoadHigh16(blk[i] + W::kVecBytes * h, w);
-          } else {
-            W::Load(blk[i] + W::kVecBytes * h, w);
-          }
-          const __m512i dot = PositionDot<W, W::kHigh16>(w, x);
-          const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
-          f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, xs), f[i]);
+      for (int i = 0; i < S; ++i) {
+        __m512i w[8];
+        if constexpr (W::kHigh16) {
+          W::LoadHigh16(blk[i] + W::kVecBytes * h, w);
+        } else {
+          W::Load(blk[i] + W::kVecBytes * h, w);
         }
+        const __m512i dot = PositionDot<W, W::kHigh16>(w, x);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
+        f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, xs), f[i]);
       }
     }
   }
@@ -325,7 +345,8 @@ bool LaneLayout(DType w, int64_t K) {
   };
   static const bool q8 = on("FLOTILLA_Q8_LANES"), q4 = on("FLOTILLA_Q4_LANES");
   const bool type_on = (w == DType::kQ8_0 && q8) || (w == DType::kQ4_0 && q4);
-  return type_on && K >= 256 && K % 256 == 0;
+  // An even number of blocks: whole pairs, so groups (16 x the row bytes) stay 64-byte aligned.
+  return type_on && K >= 256 && K % 64 == 0;
 }
 
 void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {

@@ -337,50 +337,59 @@ TEST(ExecutorShares, SpeedSizedSharesGiveOneThreadsLogits) {
 // otherwise): the same logits bit for bit as the weights read in the file map (to rounding where
 // the packed layout sums in another order, and then bit for bit at 1 and 2 threads), for a prompt, a
 // batch of decodes and single-token steps, at 1 and 2 threads, on the best kernels (AVX-512:
-// every type packed) and on AVX2 (no packed layout: copied as stored). A synthetic model wide enough to be packed
-// (stories260K's 64-wide rows are not).
+// every type packed) and on AVX2 (no packed layout: copied as stored). Synthetic models wide enough to be packed
+// (stories260K's 64-wide rows are not): rows 768 and 1024 wide, and 576 and 1536 (a small model's
+// widths, 576 not a multiple of 256: AVX-512's sixteen-row groups end in a partial oct).
 TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
   testing::TempDir dir;
   std::vector<std::string> isas = {""};
   if (kernels::cpu::KernelsByName("avx2") != nullptr) isas.push_back("avx2");
-  for (kernels::DType type : {kernels::DType::kQ8_0, kernels::DType::kQ4_0, kernels::DType::kF16}) {
-    auto model = Synth(dir, "768,2,12,4,1024,300", type, 11);
-    ASSERT_NE(model, nullptr);
-    for (const std::string& isa : isas) {
-      std::vector<float> packed_one_thread;
-      for (int threads : {1, 2}) {
-        std::vector<std::vector<float>> runs;
-        for (bool pack : {false, true}) {
-          ExecutorOptions o = StepsOptions(threads);
-          o.pack_weights = pack;
-          o.isa = isa;
-          auto ex = MakeCpuExecutor(model, o);
-          ASSERT_TRUE(ex.ok()) << ex.status();
+  struct Shape {
+    const char* spec;
+    int64_t dim, ffn;
+  };
+  for (const Shape& shape : {Shape{"768,2,12,4,1024,300", 768, 1024}, Shape{"576,2,9,3,1536,300", 576, 1536}}) {
+    for (kernels::DType type : {kernels::DType::kQ8_0, kernels::DType::kQ4_0, kernels::DType::kF16}) {
+      SCOPED_TRACE(shape.spec);
+      auto model = Synth(dir, shape.spec, type, 11);
+      ASSERT_NE(model, nullptr);
+      for (const std::string& isa : isas) {
+        std::vector<float> packed_one_thread;
+        for (int threads : {1, 2}) {
+          std::vector<std::vector<float>> runs;
+          for (bool pack : {false, true}) {
+            ExecutorOptions o = StepsOptions(threads);
+            o.pack_weights = pack;
+            o.isa = isa;
+            auto ex = MakeCpuExecutor(model, o);
+            ASSERT_TRUE(ex.ok()) << ex.status();
+            const kernels::cpu::KernelTable& kt =
+                isa.empty() ? kernels::cpu::BestKernels() : *kernels::cpu::KernelsByName(isa.c_str());
+            // Every matrix of this shape is dim or ffn wide: packed wherever the variant packs the type.
+            const bool packs = kt.pack_rows != nullptr && kt.packed_row_bytes(type, shape.dim) > 0;
+            const std::string d = (*ex)->Describe();
+            EXPECT_EQ(d.find("packed weights") != std::string::npos, pack && packs) << d;
+            EXPECT_EQ(d.find("copied weights") != std::string::npos, pack && !packs) << d;
+            ASSERT_NO_FATAL_FAILURE(LogitsOfSteps(**ex, runs.emplace_back()));
+          }
           const kernels::cpu::KernelTable& kt =
               isa.empty() ? kernels::cpu::BestKernels() : *kernels::cpu::KernelsByName(isa.c_str());
-          // Every matrix of this shape is 768 or 1024 wide: packed wherever the variant packs the type.
-          const bool packs = kt.pack_rows != nullptr && kt.packed_row_bytes(type, 768) > 0;
-          const std::string d = (*ex)->Describe();
-          EXPECT_EQ(d.find("packed weights") != std::string::npos, pack && packs) << d;
-          EXPECT_EQ(d.find("copied weights") != std::string::npos, pack && !packs) << d;
-          ASSERT_NO_FATAL_FAILURE(LogitsOfSteps(**ex, runs.emplace_back()));
-        }
-        const kernels::cpu::KernelTable& kt =
-            isa.empty() ? kernels::cpu::BestKernels() : *kernels::cpu::KernelsByName(isa.c_str());
-        // Q4_0 models keep a Q8_0 output matrix (768 wide).
-        auto bits = [&](kernels::DType t, int64_t K) { return kt.packed_same_bits == nullptr || kt.packed_same_bits(t, K); };
-        const bool same_bits = bits(type, 768) && bits(type, 1024) && (type != kernels::DType::kQ4_0 || bits(kernels::DType::kQ8_0, 768));
-        if (same_bits) {
-          EXPECT_EQ(runs[0], runs[1]) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
-        } else {
-          // A layout that sums in another order: equal to rounding (which each layer's 8-bit
-          // activations can round to a neighbouring step: the CUDA agreement tests' 1e-3 NMSE
-          // bound for Q8_0, tenfold), and bit for bit the same on any number of threads.
-          ASSERT_EQ(runs[0].size(), runs[1].size());
-          EXPECT_LE(Nmse(runs[1], runs[0]), 1e-4) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
-          if (threads == 1) packed_one_thread = runs[1];
-          if (threads == 2) {
-            EXPECT_EQ(runs[1], packed_one_thread) << kernels::Info(type).name << " isa=" << isa;
+          // Q4_0 models keep a Q8_0 output matrix (dim wide).
+          auto bits = [&](kernels::DType t, int64_t K) { return kt.packed_same_bits == nullptr || kt.packed_same_bits(t, K); };
+          const bool same_bits = bits(type, shape.dim) && bits(type, shape.ffn) &&
+                                 (type != kernels::DType::kQ4_0 || bits(kernels::DType::kQ8_0, shape.dim));
+          if (same_bits) {
+            EXPECT_EQ(runs[0], runs[1]) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
+          } else {
+            // A layout that sums in another order: equal to rounding (which each layer's 8-bit
+            // activations can round to a neighbouring step: the CUDA agreement tests' 1e-3 NMSE
+            // bound for Q8_0, tenfold), and bit for bit the same on any number of threads.
+            ASSERT_EQ(runs[0].size(), runs[1].size());
+            EXPECT_LE(Nmse(runs[1], runs[0]), 1e-4) << kernels::Info(type).name << " isa=" << isa << " threads=" << threads;
+            if (threads == 1) packed_one_thread = runs[1];
+            if (threads == 2) {
+              EXPECT_EQ(runs[1], packed_one_thread) << kernels::Info(type).name << " isa=" << isa;
+            }
           }
         }
       }
