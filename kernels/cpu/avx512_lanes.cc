@@ -42,6 +42,8 @@ namespace {
 
 constexpr int64_t kRows = avx512::kLaneRows;
 constexpr int64_t kL2PrefetchBytes = 8192;  // see GroupTile
+// How far ahead the tiles of batches of at most kSmallBatch tokens ask (see GroupTile).
+constexpr int64_t kSmallBatch = 8, kSmallBatchL1Bytes = 8192, kSmallBatchL2Bytes = 12288;
 
 // acc + the products of w's unsigned bytes with the signed bytes of the 32 bits at p, repeated
 // over the lanes. The broadcast rides in the product's memory operand ({1to16}); the compiler
@@ -207,11 +209,19 @@ template <class W, int T>
 FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512 (&f)[T]) {
   constexpr int64_t kPairBytes = W::kPairBytes;
   const auto* base = static_cast<const uint8_t*>(a.w) + g * kRows * a.w_row_bytes;
-  // Every tile asks 4 KiB ahead, whatever its size. A full tile asking for the same pair of the
-  // next group instead (and the second tile of a batch of 16 for nothing) kept fewer lines in
-  // flight: 110M Q8_0 batch 16 at 2 threads ran 1.10x with 4 KiB (2 KiB 0.92x, 3 KiB 0.98x,
-  // 6 KiB 1.0x, 8 KiB 0.98x of 4 KiB); prompts 1.02x.
-  const int64_t ahead = kPrefetchBytes;
+  // In a batch of more than 8 tokens every tile asks 4 KiB ahead, whatever its size. A full tile
+  // asking for the same pair of the next group instead (and the second tile of a batch of 16 for
+  // nothing) kept fewer lines in flight: 110M Q8_0 batch 16 at 2 threads ran 1.10x with 4 KiB
+  // (2 KiB 0.92x, 3 KiB 0.98x, 6 KiB 1.0x, 8 KiB 0.98x of 4 KiB); prompts 1.02x.
+  // A batch of at most 8 tokens passes over each group once (or twice, in two small tiles) and
+  // does too little work per line for 4 KiB / 8 KiB ahead to keep the stream's misses in flight:
+  // it asks 8 KiB ahead into L1 and 12 KiB into L2. 110M Q8_0 at 2 threads, ten alternating rounds against
+  // 4 / 8 KiB: batch 4 1.080x (every round better; 6 / 12 KiB 1.057x, 8 / 16 KiB 1.058x, 4 / 16
+  // KiB 1.007x, 16 / 32 KiB 0.99x), eight rounds: batch 2 1.056x, batch 8 1.037x; 110M Q4_0
+  // batch 4 1.034x, 1B Q8_0 / Q4_0 batch 4 1.007x / 1.016x (six rounds).
+  const bool small = a.M <= kSmallBatch;
+  const int64_t ahead = small ? kSmallBatchL1Bytes : kPrefetchBytes;
+  const int64_t ahead_l2 = small ? kSmallBatchL2Bytes : kL2PrefetchBytes;
   // The first tile over a group (the one that brings its rows from memory) also asks for the
   // lines 8 KiB ahead into L2: one core keeps only a few dozen misses in flight to L1, more to
   // L2, and the first tile needs its rows faster than that L1 window alone delivers them.
@@ -229,7 +239,7 @@ FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512
     const uint8_t* blk = base + q * kPairBytes;
     for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + ahead + b), _MM_HINT_T0);
     if (first_tile) {
-      for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + kL2PrefetchBytes + b), _MM_HINT_T1);
+      for (int64_t b = 0; b < kPairBytes; b += 64) _mm_prefetch(reinterpret_cast<const char*>(blk + ahead_l2 + b), _MM_HINT_T1);
     }
     const int64_t o = q / 4;
     const int k = static_cast<int>(q % 4);
