@@ -13,7 +13,8 @@
 // Layout of a whole group of 16 rows (16 x the file's row bytes, K a multiple of 64): per oct,
 // four pairs of block positions p (OctActFormat order); a last, partial oct (K not a multiple of
 // 256, so an even number r < 8 of blocks) holds its blocks in order, two to a pair (blocks 2k
-// and 2k + 1, at positions kOctPos[2k] and kOctPos[2k + 1]: see PairPos). Q8_0, each pair 1,088 bytes (17 lines):
+// and 2k + 1, at positions kOctPos[2k] and kOctPos[2k + 1]: see PairPos). Q8_0, each pair 1,088
+// bytes (17 lines):
 //   [512 bytes: position p's 8 vectors][512: position p+1's][32: p's 16 f16 scales][32: p+1's]
 // Vector (e, j) of a position (e = 0, 1; j = 0..3; index 4e + j) holds in lane r the four
 // weights that meet lane 2p + e of OctActFormat vector j, for row r of the group, offset by 128
@@ -215,10 +216,11 @@ FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512
   // (2 KiB 0.92x, 3 KiB 0.98x, 6 KiB 1.0x, 8 KiB 0.98x of 4 KiB); prompts 1.02x.
   // A batch of at most 8 tokens passes over each group once (or twice, in two small tiles) and
   // does too little work per line for 4 KiB / 8 KiB ahead to keep the stream's misses in flight:
-  // it asks 8 KiB ahead into L1 and 12 KiB into L2. 110M Q8_0 at 2 threads, ten alternating rounds against
-  // 4 / 8 KiB: batch 4 1.080x (every round better; 6 / 12 KiB 1.057x, 8 / 16 KiB 1.058x, 4 / 16
-  // KiB 1.007x, 16 / 32 KiB 0.99x), eight rounds: batch 2 1.056x, batch 8 1.037x; 110M Q4_0
-  // batch 4 1.034x, 1B Q8_0 / Q4_0 batch 4 1.007x / 1.016x (six rounds).
+  // it asks 8 KiB ahead into L1 and 12 KiB into L2. 110M Q8_0 at 2 threads, ten alternating
+  // rounds against 4 / 8 KiB: batch 4 1.080x (every round better; 6 / 12 KiB 1.057x, 8 / 16 KiB
+  // 1.058x, 4 / 16 KiB 1.007x, 16 / 32 KiB 0.99x), eight rounds: batch 2 1.056x, batch 8 1.037x;
+  // 110M Q4_0 batch 4 1.034x, 1B Q8_0 / Q4_0 batch 4 1.007x / 1.016x (six rounds; 12 / 24 KiB
+  // there 0.84x / 1.05x).
   const bool small = a.M <= kSmallBatch;
   const int64_t ahead = small ? kSmallBatchL1Bytes : kPrefetchBytes;
   const int64_t ahead_l2 = small ? kSmallBatchL2Bytes : kL2PrefetchBytes;
