@@ -62,14 +62,22 @@ void FloatTile(const MatMulArgs& a, const char* const (&w)[R], int64_t n, int64_
   // Rows as stored are R streams side by side: with rows shorter than twice the distance, a
   // prefetch kPrefetchBytes ahead lands in a row this tile is already reading, so it asks for
   // the same place of the next tile's rows instead. Grouped rows are one stream, read once per
-  // tile of tokens: with one tile (up to 4 tokens) it is prefetched kPrefetchBytes ahead; with
+  // tile of tokens: with up to 4 tokens it is prefetched a fixed distance ahead (below); with
   // several, each pass asks for the same place of the next group, a whole group's passes ahead
   // (4 KiB ahead was too close: 110M F16 batch 16 18 % slower than rows as stored; two groups
   // ahead, or prefetching in the first pass only, slower again; with each thread's rows one run
   // since ThreadPool::ForEach gives out contiguous shares, 4 KiB ahead is still 0.95x). 110M F16
   // batch 16 now runs 1.10x of rows as stored (it was 0.975x with units handed out round-robin);
-  // decode is 3-27 % faster.
-  const int64_t pf = kGrouped ? (a.M > 4 ? kFloatGroup * a.w_row_bytes : kPrefetchBytes)
+  // decode is 3-27 % faster. Batches of 2-4 tokens ask 8 KiB ahead, one token 4 KiB: 110M F16 at
+  // 2 threads, rounds in shuffled order against 4 KiB, batch 4 1.09x and 1.10x (sets of 6 and
+  // 8; 6 KiB 1.01x, 12 KiB 0.98x), batch 2 1.07x and 0.99x; 1B batch 4 1.046x (five rounds,
+  // every one better); the same in a minute when one vCPU ran slow. One token's distance stays
+  // a compile-time constant in its two-stream tile: chosen at run time it cost 110M F16 decode
+  // 10-17 %.
+  constexpr int64_t kSmallBatchAhead = 8192;
+  const int64_t pf = kGrouped ? (kStreams == 2 || a.M == 1 ? kPrefetchBytes
+                                 : a.M > 4                 ? kFloatGroup * a.w_row_bytes
+                                                           : kSmallBatchAhead)
                               : (a.w_row_bytes >= 2 * kPrefetchBytes ? kPrefetchBytes : R * a.w_row_bytes);
   int64_t k = 0, off = 0;
   for (; k + 16 <= a.K; k += 16, off += kStride) {
