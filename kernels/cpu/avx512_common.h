@@ -108,14 +108,16 @@ void AddFloatKernels(KernelTable& t);
 // avx512_float_kernels.cc: KernelTable::pack_rows for F32/F16/BF16 (rows interleaved in groups
 // of kFloatGroup; K a multiple of 16).
 void PackFloatRows(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
-// avx512_lanes.cc: Q8_0 and Q4_0 rows packed sixteen to a group, one row per lane (K at least 256
-// and a multiple of 64: LaneLayout), the same size as the file's rows; rows after the last whole group stay as
-// stored. MatMulQ8Lanes and MatMulQ4Lanes cover whole groups only (the caller runs the file
-// layout's kernel on the rows after them).
+// avx512_lanes.cc: Q8_0 and Q4_0 rows packed sixteen to a group, one row per lane (K at least
+// 256: LaneLayout), LaneRowBytes apart: the file's row size, 2 bytes more where a row holds an
+// odd number of blocks; rows after the last whole group stay as stored. MatMulQ8Lanes and
+// MatMulQ4Lanes cover whole groups only (the caller runs the file layout's kernel on the rows
+// after them).
 constexpr int64_t kLaneRows = 16;  // rows per group
 // Packed pieces start on multiples of kPackRowAlign rows, so no group straddles two pieces.
 static_assert(kPackRowAlign % kLaneRows == 0);
 bool LaneLayout(DType w, int64_t K);  // false for types other than Q8_0 and Q4_0
+int64_t LaneRowBytes(DType w, int64_t K);
 void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
 void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1);
 void MatMulQ4Lanes(const MatMulArgs& a, int64_t n0, int64_t n1);

@@ -592,7 +592,7 @@ void PackRowsOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t
 // memory.
 int64_t PackedRowBytes(DType w, int64_t K) {
   int64_t packed = 0, in_place = 0;
-  if (avx512::LaneLayout(w, K)) return static_cast<int64_t>(RowBytes(w, K));
+  if (avx512::LaneLayout(w, K)) return avx512::LaneRowBytes(w, K);
   if (w == DType::kQ8_0) {
     packed = Packed<Q8W>::RowBytes(K);
     in_place = K / kQK * Q8W::kBlockBytes;

@@ -10,11 +10,12 @@
 // chains here (the first started from both lanes' offset terms), so the same activation rows
 // feed both layouts (and the file layout's kernels for unpacked matrices).
 //
-// Layout of a whole group of 16 rows (16 x the file's row bytes, K a multiple of 64): per oct,
-// four pairs of block positions p (OctActFormat order); a last, partial oct (K not a multiple of
-// 256, so an even number r < 8 of blocks) holds its blocks in order, two to a pair (blocks 2k
-// and 2k + 1, at positions kOctPos[2k] and kOctPos[2k + 1]: see PairPos). Q8_0, each pair 1,088
-// bytes (17 lines):
+// Layout of a whole group of 16 rows (16 x the packed row bytes: the file's, and 2 more where the
+// row holds an odd number of blocks, so that groups stay 64-byte aligned): per oct, four pairs
+// of block positions p (OctActFormat order); a last, partial oct (K not a multiple of 256: r < 8
+// blocks) holds its blocks in order, two to a pair (blocks 2k and 2k + 1, at positions
+// kOctPos[2k] and kOctPos[2k + 1]: see PairPos), and an odd last block alone in half a pair
+// (its vectors, its scales, 32 zero bytes). Q8_0, each pair 1,088 bytes (17 lines):
 //   [512 bytes: position p's 8 vectors][512: position p+1's][32: p's 16 f16 scales][32: p+1's]
 // Vector (e, j) of a position (e = 0, 1; j = 0..3; index 4e + j) holds in lane r the four
 // weights that meet lane 2p + e of OctActFormat vector j, for row r of the group, offset by 128
@@ -149,16 +150,40 @@ struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8> {
 // in a partial last oct, the position of its block 2k + h (kOctPos is its own inverse).
 FLOTILLA_INLINE int PairPos(bool partial, int k, int h) { return partial ? OctActFormat::kOctPos[2 * k + h] : 2 * k + h; }
 
-// Pairs in a row group (two blocks each) and whole octs.
+// Pairs in a row group (two blocks each), whole octs, and whether a last block is left alone.
 FLOTILLA_INLINE int64_t Pairs(int64_t K) { return K / (2 * kQK); }
 FLOTILLA_INLINE int64_t WholeOcts(int64_t K) { return K / 256; }
+FLOTILLA_INLINE bool OddBlock(int64_t K) { return K / kQK % 2 != 0; }
+// The OctActFormat position of that last block (the last of a partial oct).
+FLOTILLA_INLINE int OddPos(int64_t K) { return OctActFormat::kOctPos[K / kQK % 8 - 1]; }
+// Where the odd block's half pair starts in a group, and its byte offset in an activation row.
+template <class W>
+FLOTILLA_INLINE int64_t OddBlockOffset(int64_t K) { return Pairs(K) * W::kPairBytes; }
+FLOTILLA_INLINE int64_t OddActOffset(int64_t K) { return WholeOcts(K) * OctActFormat::kOctBytes + 8 * OddPos(K); }
+
+// A packed row's bytes: the file's, 2 more with an odd block (32 more a group, keeping groups
+// 64-byte aligned).
+template <class W>
+int64_t LaneRowBytesOf(int64_t K) {
+  return K / kQK * static_cast<int64_t>(sizeof(typename W::Block)) + (OddBlock(K) ? 2 : 0);
+}
 
 // Packs rows (whole groups as above; rows after the last group as stored).
 template <class W>
 void PackLanesOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {
   using Block = typename W::Block;
-  const int64_t row_bytes = K / kQK * static_cast<int64_t>(sizeof(Block));
+  const int64_t file_row_bytes = K / kQK * static_cast<int64_t>(sizeof(Block));
+  const int64_t row_bytes = LaneRowBytesOf<W>(K);
   const int64_t groups = rows / kRows;
+  // Block b of every row of group g: its vectors at vecs, its 16 scales at scale_bytes.
+  auto fill = [&](int64_t g, int64_t b, uint8_t* vecs, uint8_t* scale_bytes) {
+    auto* scales = reinterpret_cast<uint16_t*>(scale_bytes);
+    for (int64_t r = 0; r < kRows; ++r) {
+      const Block& blk = reinterpret_cast<const Block*>(src + (g * kRows + r) * src_row_bytes)[b];
+      scales[r] = blk.d;
+      W::Fill(blk, vecs, r);
+    }
+  };
   for (int64_t g = 0; g < groups; ++g) {
     uint8_t* out = dst + g * kRows * row_bytes;
     for (int64_t q = 0; q < Pairs(K); ++q) {
@@ -168,17 +193,20 @@ void PackLanesOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_
         // The block at this pair's half: the one whose activations sit at its position.
         const int64_t b = o * 8 + OctActFormat::kOctPos[PairPos(o == WholeOcts(K), k, h)];
         uint8_t* pair = out + q * W::kPairBytes;
-        uint8_t* vecs = pair + W::kVecBytes * h;
-        auto* scales = reinterpret_cast<uint16_t*>(pair + 2 * W::kVecBytes + 32 * h);
-        for (int64_t r = 0; r < kRows; ++r) {
-          const Block& blk = reinterpret_cast<const Block*>(src + (g * kRows + r) * src_row_bytes)[b];
-          scales[r] = blk.d;
-          W::Fill(blk, vecs, r);
-        }
+        fill(g, b, pair + W::kVecBytes * h, pair + 2 * W::kVecBytes + 32 * h);
       }
     }
+    if (OddBlock(K)) {
+      uint8_t* half = out + OddBlockOffset<W>(K);
+      fill(g, K / kQK - 1, half, half + W::kVecBytes);
+      std::memset(half + W::kVecBytes + 32, 0, 32);
+    }
   }
-  for (int64_t r = groups * kRows; r < rows; ++r) std::memcpy(dst + r * row_bytes, src + r * src_row_bytes, row_bytes);
+  // Rows after the last group as stored, row_bytes apart (their 2 extra bytes zero).
+  for (int64_t r = groups * kRows; r < rows; ++r) {
+    std::memcpy(dst + r * row_bytes, src + r * src_row_bytes, file_row_bytes);
+    std::memset(dst + r * row_bytes + file_row_bytes, 0, row_bytes - file_row_bytes);
+  }
 }
 
 FLOTILLA_INLINE float LoadF(const uint8_t* p) {
@@ -187,22 +215,28 @@ FLOTILLA_INLINE float LoadF(const uint8_t* p) {
   return v;
 }
 
-// One pair of positions (its vectors and scales at blk) for tokens xr[0..T-1], whose activations
-// for the pair's two halves sit at byte offsets x0 and x1 of their rows, added into f.
+// One position (its vectors at vecs, its 16 scales at scales) for tokens xr[0..T-1], whose
+// activations for it sit at byte offset xo of their rows, added into f.
+template <class W, int T>
+FLOTILLA_INLINE void PositionTile(const uint8_t* vecs, const uint8_t* scales, const uint8_t* const (&xr)[T], int64_t xo,
+                                  __m512 (&f)[T]) {
+  __m512i w[8];
+  W::Load(vecs, w);
+  const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales)));
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    const uint8_t* x = xr[t] + xo;
+    const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(LoadF(x + 320)));
+    f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PositionDot<W>(w, x)), scale, f[t]);
+  }
+}
+
+// One pair of positions (its vectors and scales at blk), the halves' activations at byte offsets
+// x0 and x1.
 template <class W, int T>
 FLOTILLA_INLINE void PairTile(const uint8_t* blk, const uint8_t* const (&xr)[T], int64_t x0, int64_t x1, __m512 (&f)[T]) {
-#pragma GCC unroll 2
-  for (int h = 0; h < 2; ++h) {
-    __m512i w[8];
-    W::Load(blk + W::kVecBytes * h, w);
-    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + 2 * W::kVecBytes + 32 * h)));
-#pragma GCC unroll 16
-    for (int t = 0; t < T; ++t) {
-      const uint8_t* x = xr[t] + (h == 0 ? x0 : x1);
-      const __m512 scale = _mm512_mul_ps(dw, _mm512_set1_ps(LoadF(x + 320)));
-      f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(PositionDot<W>(w, x)), scale, f[t]);
-    }
-  }
+  PositionTile<W, T>(blk, blk + 2 * W::kVecBytes, xr, x0, f);
+  PositionTile<W, T>(blk + W::kVecBytes, blk + 2 * W::kVecBytes + 32, xr, x1, f);
 }
 
 // Tokens m..m+T-1 of row group g, added into f (lane r: row 16g + r).
@@ -248,6 +282,10 @@ FLOTILLA_INLINE void GroupTile(const MatMulArgs& a, int64_t g, int64_t m, __m512
     const int64_t xo = o * OctActFormat::kOctBytes;
     PairTile<W, T>(blk, xr, xo + 8 * PairPos(o == octs, k, 0), xo + 8 * PairPos(o == octs, k, 1), f);
   }
+  if (OddBlock(a.K)) {
+    const uint8_t* half = base + OddBlockOffset<W>(a.K);
+    PositionTile<W, T>(half, half + W::kVecBytes, xr, OddActOffset(a.K), f);
+  }
 }
 
 // Stores rows [r0, r1) of the group (lanes r0 - 16g ..) for each token.
@@ -279,6 +317,25 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
 // ahead 1.04-1.07x, 4 KiB 0.97x. L2 requests on top: 0.84-1.0x.
 constexpr int kOneTokenStreams = 2;
 
+// One position of S groups for token 0 (vectors at vecs[i], the group's 16 scales 2 x vector
+// bytes further on, activations at x), added into f.
+template <class W, int S>
+FLOTILLA_INLINE void PositionOneToken(const uint8_t* const (&vecs)[S], int64_t scales_after, const uint8_t* x, __m512 (&f)[S]) {
+  const __m512 xs = _mm512_set1_ps(LoadF(x + 320));
+#pragma GCC unroll 4
+  for (int i = 0; i < S; ++i) {
+    __m512i w[8];
+    if constexpr (W::kHigh16) {
+      W::LoadHigh16(vecs[i], w);
+    } else {
+      W::Load(vecs[i], w);
+    }
+    const __m512i dot = PositionDot<W, W::kHigh16>(w, x);
+    const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(vecs[i] + scales_after)));
+    f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, xs), f[i]);
+  }
+}
+
 // Token 0 of the groups g[0..S-1] at once (lane r of f[i]: row 16 g[i] + r). Each group's
 // arithmetic is GroupTile<1>'s, in the same order, so the results do not depend on S.
 template <class W, int S>
@@ -293,25 +350,19 @@ FLOTILLA_INLINE void GroupsOneToken(const MatMulArgs& a, const int64_t (&g)[S], 
   for (int64_t q = 0; q < Pairs(a.K); ++q) {
     const int64_t o = q / 4;
     const int k = static_cast<int>(q % 4);
-    const uint8_t* blk[S];
-    for (int i = 0; i < S; ++i) blk[i] = base[i] + q * kPairBytes;
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
-      const uint8_t* x = xr + o * OctActFormat::kOctBytes + 8 * PairPos(o == octs, k, h);
-      const __m512 xs = _mm512_set1_ps(LoadF(x + 320));
-#pragma GCC unroll 4
-      for (int i = 0; i < S; ++i) {
-        __m512i w[8];
-        if constexpr (W::kHigh16) {
-          W::LoadHigh16(blk[i] + W::kVecBytes * h, w);
-        } else {
-          W::Load(blk[i] + W::kVecBytes * h, w);
-        }
-        const __m512i dot = PositionDot<W, W::kHigh16>(w, x);
-        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk[i] + 2 * W::kVecBytes + 32 * h)));
-        f[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, xs), f[i]);
-      }
+      // A pair's second half: its vectors one position on, its scales 32 bytes after the first's.
+      const uint8_t* vecs[S];
+      for (int i = 0; i < S; ++i) vecs[i] = base[i] + q * kPairBytes + W::kVecBytes * h;
+      PositionOneToken<W, S>(vecs, 2 * W::kVecBytes + 32 * h - W::kVecBytes * h,
+                             xr + o * OctActFormat::kOctBytes + 8 * PairPos(o == octs, k, h), f);
     }
+  }
+  if (OddBlock(a.K)) {
+    const uint8_t* vecs[S];
+    for (int i = 0; i < S; ++i) vecs[i] = base[i] + OddBlockOffset<W>(a.K);
+    PositionOneToken<W, S>(vecs, W::kVecBytes, xr + OddActOffset(a.K), f);
   }
 }
 
@@ -357,8 +408,11 @@ bool LaneLayout(DType w, int64_t K) {
   };
   static const bool q8 = on("FLOTILLA_Q8_LANES"), q4 = on("FLOTILLA_Q4_LANES");
   const bool type_on = (w == DType::kQ8_0 && q8) || (w == DType::kQ4_0 && q4);
-  // An even number of blocks: whole pairs, so groups (16 x the row bytes) stay 64-byte aligned.
-  return type_on && K >= 256 && K % 64 == 0;
+  return type_on && K >= 256 && K % kQK == 0;
+}
+
+int64_t LaneRowBytes(DType w, int64_t K) {
+  return w == DType::kQ8_0 ? LaneRowBytesOf<Q8Lanes>(K) : LaneRowBytesOf<Q4Lanes>(K);
 }
 
 void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst) {

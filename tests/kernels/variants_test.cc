@@ -190,10 +190,11 @@ TEST_P(VariantTest, PackedWeightsGiveTheInPlaceResults) {
       EXPECT_EQ(fast_->packed_row_bytes(type, 172), 0) << Info(type).name << ": 172 is not whole chunks of 16";
     }
     int packed_shapes = 0;
-    // 31 and 70 blocks leave a partial last oct (70: sixteen-row groups with a last pair of three,
-    // where that layout applies); 576 and 896 (2 and 4 blocks over whole octs) are small models'
+    // 31, 43, 70 and 9 blocks leave a partial last oct (in sixteen-row groups, where that layout
+    // applies, odd counts leave a last block alone: 288 and 1,376 are stories15M's and
+    // stories42M's widths); 576 and 896 (2 and 4 blocks over whole octs) are small models'
     // widths; 768 and 2048 are the 110M and 1B widths.
-    const std::vector<int64_t> ks = quant ? std::vector<int64_t>{256, 512, 576, 768, 896, 32 * 31, 2048, 32 * 70}
+    const std::vector<int64_t> ks = quant ? std::vector<int64_t>{256, 288, 512, 576, 768, 896, 32 * 31, 32 * 43, 2048, 32 * 70}
                                           : std::vector<int64_t>{16, 48, 256, 768, 2048};
     for (int64_t K : ks) {
       const int64_t prb = fast_->packed_row_bytes(type, K);

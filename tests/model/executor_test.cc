@@ -338,8 +338,9 @@ TEST(ExecutorShares, SpeedSizedSharesGiveOneThreadsLogits) {
 // the packed layout sums in another order, and then bit for bit at 1 and 2 threads), for a prompt, a
 // batch of decodes and single-token steps, at 1 and 2 threads, on the best kernels (AVX-512:
 // every type packed) and on AVX2 (no packed layout: copied as stored). Synthetic models wide enough to be packed
-// (stories260K's 64-wide rows are not): rows 768 and 1024 wide, and 576 and 1536 (a small model's
-// widths, 576 not a multiple of 256: AVX-512's sixteen-row groups end in a partial oct).
+// (stories260K's 64-wide rows are not): rows 768 and 1024 wide; 576 and 1536 (a small model's
+// widths, 576 not a multiple of 256: AVX-512's sixteen-row groups end in a partial oct); 288 and
+// 768 (stories15M's: 288 is 9 blocks, the last one alone).
 TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
   testing::TempDir dir;
   std::vector<std::string> isas = {""};
@@ -348,7 +349,8 @@ TEST(ExecutorPacking, PackedWeightsGiveTheSameLogits) {
     const char* spec;
     int64_t dim, ffn;
   };
-  for (const Shape& shape : {Shape{"768,2,12,4,1024,300", 768, 1024}, Shape{"576,2,9,3,1536,300", 576, 1536}}) {
+  for (const Shape& shape :
+       {Shape{"768,2,12,4,1024,300", 768, 1024}, Shape{"576,2,9,3,1536,300", 576, 1536}, Shape{"288,2,6,6,768,300", 288, 768}}) {
     for (kernels::DType type : {kernels::DType::kQ8_0, kernels::DType::kQ4_0, kernels::DType::kF16}) {
       SCOPED_TRACE(shape.spec);
       auto model = Synth(dir, shape.spec, type, 11);
