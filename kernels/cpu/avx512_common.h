@@ -109,7 +109,7 @@ void AddFloatKernels(KernelTable& t);
 // of kFloatGroup; K a multiple of 16).
 void PackFloatRows(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_t K, uint8_t* dst);
 // avx512_lanes.cc: Q8_0 and Q4_0 rows packed sixteen to a group, one row per lane (K at least
-// 256: LaneLayout), LaneRowBytes apart: the file's row size, 2 bytes more where a row holds an
+// 64: LaneLayout), LaneRowBytes apart: the file's row size, 2 bytes more where a row holds an
 // odd number of blocks; rows after the last whole group stay as stored. MatMulQ8Lanes and
 // MatMulQ4Lanes cover whole groups only (the caller runs the file layout's kernel on the rows
 // after them).

@@ -408,7 +408,8 @@ bool LaneLayout(DType w, int64_t K) {
   };
   static const bool q8 = on("FLOTILLA_Q8_LANES"), q4 = on("FLOTILLA_Q4_LANES");
   const bool type_on = (w == DType::kQ8_0 && q8) || (w == DType::kQ4_0 && q4);
-  return type_on && K >= 256 && K % kQK == 0;
+  // Two blocks at least: an odd block's 2 bytes stay within 1/16 of a row (Q4_0: 3 x 18 bytes).
+  return type_on && K >= 2 * kQK && K % kQK == 0;
 }
 
 int64_t LaneRowBytes(DType w, int64_t K) {
