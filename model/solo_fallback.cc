@@ -1,8 +1,8 @@
 #include "model/solo_fallback.h"
 
-#include "model/median.h"
-
 #include <algorithm>
+
+#include "model/median.h"
 
 namespace flotilla {
 
