@@ -54,11 +54,13 @@ TEST_F(GatewayResilienceTest, KillingAWorkerUnderLoadLosesNoUnstartedRequest) {
   std::vector<StreamOutcome> outcomes;
   std::vector<std::thread> clients;
   // 12 clients keep long requests going on every worker; the victim dies with requests
-  // mid-stream and new ones arriving.
+  // mid-stream and new ones arriving, and is seen busy just before. At 300-450 tokens a request
+  // took ~60 ms once the small products got 1.5x faster, and under a CI run's load the victim was
+  // once between requests when it died; 800-1100 tokens still leave 35-56 finished requests.
   for (int c = 0; c < 12; ++c) {
     clients.emplace_back([&, c] {
       while (!stop.load()) {
-        auto o = RunStream(stub.get(), "Once upon a time " + std::to_string(c), 300 + 50 * (c % 4));
+        auto o = RunStream(stub.get(), "Once upon a time " + std::to_string(c), 800 + 100 * (c % 4));
         std::lock_guard<std::mutex> lock(mu);
         outcomes.push_back(o);
       }
@@ -66,6 +68,7 @@ TEST_F(GatewayResilienceTest, KillingAWorkerUnderLoadLosesNoUnstartedRequest) {
   }
   ASSERT_TRUE(WaitFor([&] { return Load(*ws[1]).running() > 0; }, 20s));
   std::this_thread::sleep_for(300ms);
+  ASSERT_TRUE(WaitFor([&] { return Load(*ws[1]).running() > 0; }, 20s));  // busy as it dies
   ws[1]->proc.Kill();
   std::this_thread::sleep_for(2500ms);  // keep the load on while the gateway notices
   stop = true;
