@@ -171,8 +171,11 @@ void Engine::Loop() {
     }
     for (auto& cb : drained) cb();
     Admit(inbox);
-    if (!live_.empty()) Step();
-    PublishLoad();
+    if (!live_.empty()) {
+      Step();  // publishes the load itself, before it hands out the step's tokens
+    } else {
+      PublishLoad();
+    }
   }
   // Shutting down: everything still live ends as cancelled.
   std::vector<uint64_t> ids;
@@ -240,6 +243,7 @@ void Engine::Step() {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait_for(l, std::chrono::milliseconds(1));
     }
+    PublishLoad();
     return;
   }
   const TimeNs now = clock_->Now();
@@ -320,6 +324,10 @@ void Engine::Step() {
     }
     FinishRequest(f.id, f.reason, st, &f);
   }
+  // The load as this step leaves it, published before its tokens go out: a client that has seen
+  // its first token then also sees its request in the load report (published after the delivery,
+  // a quick GetLoad could still read the report from before the request was admitted).
+  PublishLoad();
   // Deliver this step's tokens to requests that go on.
   for (const auto& s : plan.seqs) {
     auto it = live_.find(s.id);

@@ -114,6 +114,49 @@ TEST(Engine, SixtyFourConcurrentGreedyRequestsEachEqualTheGolden) {
   EXPECT_TRUE(f.WaitKvFree());
 }
 
+// Whoever has a request's tokens sees the request in the engine's load report: the report is
+// published before a step's tokens go out (a client reading GetLoad right after its first token
+// once found the report from before its request was admitted). The sink reads the report as each
+// token arrives, on the engine's thread, before the next step could publish another.
+TEST(Engine, LoadReportShowsARequestOnceItsTokensArrive) {
+  Fixture f(64);
+  class LoadAtEachToken final : public RequestSink {
+   public:
+    explicit LoadAtEachToken(const Engine* e) : e_(e) {}
+    void OnEvent(GenerationEvent ev) override {
+      if (!ev.finished) {
+        const LoadSnapshot s = e_->load();
+        std::lock_guard<std::mutex> l(mu_);
+        seen_.push_back(s);
+        return;
+      }
+      std::lock_guard<std::mutex> l(mu_);
+      done.set_value();
+    }
+    std::vector<LoadSnapshot> seen() {
+      std::lock_guard<std::mutex> l(mu_);
+      return seen_;
+    }
+    std::promise<void> done;  // set at the final event
+
+   private:
+    const Engine* e_;
+    std::mutex mu_;
+    std::vector<LoadSnapshot> seen_;
+  };
+  auto sink = std::make_shared<LoadAtEachToken>(f.engine.get());
+  auto finished = sink->done.get_future();
+  ASSERT_TRUE(f.engine->Submit(f.Greedy("Once upon a time", 8), sink).ok());
+  ASSERT_EQ(finished.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  const auto seen = sink->seen();
+  ASSERT_FALSE(seen.empty());
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].running, 1) << "token event " << i;
+    EXPECT_LT(seen[i].free_blocks, seen[i].total_blocks) << "token event " << i;
+    EXPECT_GT(seen[i].kv_usage, 0.0) << "token event " << i;
+  }
+}
+
 TEST(Engine, TinyKvPoolForcesPreemptionAndOutputsStayExact) {
   const auto golden = testing::LoadGolden("stories260K-f32.json");
   // 12 blocks of 16 tokens: one sequence of 133 tokens needs 9, so four cannot run together.
