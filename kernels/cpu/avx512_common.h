@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/dtype.h"
 

@@ -34,15 +34,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
 
 #include "kernels/cpu/act_format.h"
 #include "kernels/cpu/avx512_common.h"
+#include "kernels/cpu/avx512_lanes.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/quant.h"
 
 namespace flotilla::kernels::cpu {
 namespace {
 
-constexpr int64_t kRows = avx512::kLaneRows;
 constexpr int64_t kL2PrefetchBytes = 8192;  // see GroupTile
 // How far ahead the tiles of batches of at most kSmallBatch tokens ask (see GroupTile).
 constexpr int64_t kSmallBatch = 8, kSmallBatchL1Bytes = 8192, kSmallBatchL2Bytes = 12288;
@@ -82,84 +84,6 @@ FLOTILLA_INLINE __m512i PositionDot(const __m512i (&w)[8], const uint8_t* x) {
   }
   return _mm512_add_epi32(c0, kHigh16 ? _mm512_srai_epi32(c1, 4) : c1);
 }
-
-// A weight type's group layout: its blocks, the bytes of a position's vectors, the offset that
-// makes its values unsigned. A pair of positions: both positions' vectors, then 2 x 32 bytes of
-// scales.
-template <class B, int64_t kVec, int32_t kOff>
-struct LaneFormat {
-  using Block = B;
-  static constexpr int64_t kVecBytes = kVec;
-  static constexpr int64_t kPairBytes = 2 * kVecBytes + 64;
-  static constexpr int32_t kOffset = kOff;
-};
-
-// Q8_0: a position's 8 vectors as stored (values offset by 128). Pair: 1,088 bytes.
-struct Q8Lanes : LaneFormat<BlockQ8_0, 512, 128> {
-  static constexpr bool kHigh16 = false;
-  static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(v + 64 * k);
-  }
-  // Row r's part of a position's vectors, from its block.
-  static void Fill(const Block& blk, uint8_t* vecs, int64_t r) {
-    for (int e = 0; e < 2; ++e) {
-      for (int j = 0; j < 4; ++j) {
-        const int8_t* q = blk.qs + 8 * OctActFormat::kElemGroup[j] + 4 * e;
-        uint8_t* lane = vecs + 64 * (4 * e + j) + 4 * r;
-        for (int k = 0; k < 4; ++k) lane[k] = static_cast<uint8_t>(q[k]) ^ 0x80;
-      }
-    }
-  }
-};
-
-// Q4_0: a position's 8 vectors as nibbles in 4 (vector j's low nibbles are vector j, its high
-// nibbles vector 4 + j; values 0..15 as ggml stores them, offset by 8). Pair: 576 bytes.
-struct Q4Lanes : LaneFormat<BlockQ4_0, 256, 8> {
-  static FLOTILLA_INLINE void Load(const uint8_t* v, __m512i (&w)[8]) {
-    const __m512i m = _mm512_set1_epi8(0x0F);
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      const __m512i p = _mm512_load_si512(v + 64 * j);
-      w[j] = _mm512_and_si512(p, m);
-      w[4 + j] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m);
-    }
-  }
-  // For one token: the high nibbles left in place (16 times their value; see PositionDot).
-  static constexpr bool kHigh16 = true;
-  static FLOTILLA_INLINE void LoadHigh16(const uint8_t* v, __m512i (&w)[8]) {
-    const __m512i lo = _mm512_set1_epi8(0x0F), hi = _mm512_set1_epi8(static_cast<char>(0xF0));
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      const __m512i p = _mm512_load_si512(v + 64 * j);
-      w[j] = _mm512_and_si512(p, lo);
-      w[4 + j] = _mm512_and_si512(p, hi);
-    }
-  }
-  static void Fill(const Block& blk, uint8_t* vecs, int64_t r) {
-    auto elem = [&](int i) { return i < 16 ? blk.qs[i] & 0x0F : blk.qs[i - 16] >> 4; };
-    for (int j = 0; j < 4; ++j) {
-      const int first = 8 * OctActFormat::kElemGroup[j];
-      uint8_t* lane = vecs + 64 * j + 4 * r;
-      for (int k = 0; k < 4; ++k) lane[k] = static_cast<uint8_t>(elem(first + k) | elem(first + 4 + k) << 4);
-    }
-  }
-};
-
-// The OctActFormat position of half h (0, 1) of pair k (0..3) of an oct: 2k + h in a whole oct;
-// in a partial last oct, the position of its block 2k + h (kOctPos is its own inverse).
-FLOTILLA_INLINE int PairPos(bool partial, int k, int h) { return partial ? OctActFormat::kOctPos[2 * k + h] : 2 * k + h; }
-
-// Pairs in a row group (two blocks each), whole octs, and whether a last block is left alone.
-FLOTILLA_INLINE int64_t Pairs(int64_t K) { return K / (2 * kQK); }
-FLOTILLA_INLINE int64_t WholeOcts(int64_t K) { return K / 256; }
-FLOTILLA_INLINE bool OddBlock(int64_t K) { return K / kQK % 2 != 0; }
-// The OctActFormat position of that last block (the last of a partial oct).
-FLOTILLA_INLINE int OddPos(int64_t K) { return OctActFormat::kOctPos[K / kQK % 8 - 1]; }
-// Where the odd block's half pair starts in a group, and its byte offset in an activation row.
-template <class W>
-FLOTILLA_INLINE int64_t OddBlockOffset(int64_t K) { return Pairs(K) * W::kPairBytes; }
-FLOTILLA_INLINE int64_t OddActOffset(int64_t K) { return WholeOcts(K) * OctActFormat::kOctBytes + 8 * OddPos(K); }
 
 // A packed row's bytes: the file's, 2 more with an odd block (32 more a group, keeping groups
 // 64-byte aligned).
@@ -207,12 +131,6 @@ void PackLanesOf(const uint8_t* src, int64_t src_row_bytes, int64_t rows, int64_
     std::memcpy(dst + r * row_bytes, src + r * src_row_bytes, file_row_bytes);
     std::memset(dst + r * row_bytes + file_row_bytes, 0, row_bytes - file_row_bytes);
   }
-}
-
-FLOTILLA_INLINE float LoadF(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, 4);
-  return v;
 }
 
 // One position (its vectors at vecs, its 16 scales at scales) for tokens xr[0..T-1], whose
@@ -316,6 +234,20 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
 // 1.02x); before that change 1.01x, 1.09x, 1.05x, 0.99x; three streams 0.90x; four asking 1 KiB
 // ahead 1.04-1.07x, 4 KiB 0.97x. L2 requests on top: 0.84-1.0x.
 constexpr int kOneTokenStreams = 2;
+
+// Batches of at least this many tokens can run on AMX tiles (avx512_amx.cc), bit for bit the same
+// results. Only with FLOTILLA_AMX=1, where the CPU has them: on the one AMX host measured so far
+// (2026-12-08, docs/performance.md) the tiles beat these kernels at one thread (110M Q8_0 batch
+// 16 1.16x) but not at two (1.0x; 110M Q8_0 prompt 0.94x, Q4_0 batch 16 0.77x), so they stay
+// off by default.
+constexpr int64_t kAmxMinTokens = 8;
+bool AmxBatches() {
+  static const bool on = [] {
+    const char* e = std::getenv("FLOTILLA_AMX");
+    return e && std::string_view(e) == "1" && AmxUsable();
+  }();
+  return on;
+}
 
 // One position of S groups for token 0 (group i's vectors at vecs[i] and 16 scales at
 // scales[i], the activations at x), added into f.
@@ -430,6 +362,9 @@ void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows,
 template <class W>
 void MatMulLanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
   if (a.M == 1) return OneToken<W, kOneTokenStreams>(a, n0, n1);
+  if (a.M >= kAmxMinTokens && AmxBatches()) {
+    return std::is_same_v<W, Q8Lanes> ? MatMulQ8LanesAmx(a, n0, n1) : MatMulQ4LanesAmx(a, n0, n1);
+  }
   // Groups outermost: a group's rows (34 KiB at K = 2048) stay in cache for all its token tiles.
   for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
     const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);

@@ -1,6 +1,8 @@
 #include "kernels/cpu/cpu_features.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdint>
 
@@ -35,6 +37,8 @@ CpuFeatures Probe() {
       f.avx512vnni = c & (1u << 11);
       f.avx512vbmi = c & (1u << 1);
     }
+    // EDX bit 24: AMX-TILE, bit 25: AMX-INT8; XCR0 bits 17-18: the tile config and data state.
+    f.amx_int8 = (d & (1u << 24)) && (d & (1u << 25)) && (xcr0 & 0x60000) == 0x60000;
   }
   if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) f.avxvnni = a & (1u << 4);
   return f;
@@ -58,12 +62,24 @@ std::string CpuFeatures::ToString() const {
   add(avx512vnni, "avx512vnni");
   add(avx512vbmi, "avx512vbmi");
   add(avxvnni, "avxvnni");
+  add(amx_int8, "amx-int8");
   return s.empty() ? "none" : s;
 }
 
 const CpuFeatures& GetCpuFeatures() {
   static const CpuFeatures features = Probe();
   return features;
+}
+
+bool AmxUsable() {
+  static const bool usable = [] {
+    if (!GetCpuFeatures().amx_int8) return false;
+    // arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA): without it the first tile
+    // instruction kills the process with SIGILL.
+    constexpr int kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
 }
 
 }  // namespace flotilla::kernels::cpu
