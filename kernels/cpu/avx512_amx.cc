@@ -27,7 +27,6 @@ namespace flotilla::kernels::cpu {
 namespace {
 
 constexpr int64_t kTileTokens = 16;  // tokens per A tile (its rows)
-constexpr int64_t kL2PrefetchBytes = 8192;
 
 // Tiles: sums C0/C1, activations A0/A1, weights B0/B1; positions alternate between the two
 // sets so that one position's product runs while the last one's sums are being read.
@@ -54,7 +53,8 @@ TileConfig MakeConfig() {
 
 // One call's activations, regrouped: for token tile u and position i (in the order the VNNI
 // kernel accumulates them), 16 tokens x 32 bytes, then each token's offset term and scale.
-// Tokens past the batch are zero.
+// Rows past the batch in a last, partial tile hold whatever the scratch held: their sums land
+// only in accumulators that are never stored.
 struct Regrouped {
   int64_t positions = 0;
   uint8_t* bytes = nullptr;  // [tile][position][token][32]
@@ -72,9 +72,6 @@ uint8_t* Scratch(size_t n) {
   if (buf.size() < n + 64) buf.resize(n + 64);
   return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
 }
-
-// Positions of a group: its pairs' halves, then an odd last block.
-FLOTILLA_INLINE int64_t Positions(int64_t K) { return 2 * Pairs(K) + (OddBlock(K) ? 1 : 0); }
 
 // Writes token m's activations (row x) into r. OctActFormat keeps a block's 32 bytes as 8-byte
 // pieces of four vectors (lanes 2p and 2p + 1 of vector j); vector (e, j) of a weight position
@@ -124,43 +121,19 @@ Regrouped Regroup(const MatMulArgs& a, int64_t extra_bytes) {
   r.start = reinterpret_cast<int32_t*>(s + cells * 32);
   r.scale = reinterpret_cast<float*>(s + cells * 36);
   r.extra = s + cells * 40;
-  if (a.M % kTileTokens != 0) std::memset(s, 0, static_cast<size_t>(cells * 40));
   for (int64_t m = 0; m < a.M; ++m) RegroupToken<W>(static_cast<const uint8_t*>(a.x) + m * a.x_row_bytes, a.K, m, r);
   return r;
 }
 
-// Where position i of a group starts (its vectors; its 16 f16 scales follow at Scales).
-template <class W>
-FLOTILLA_INLINE const uint8_t* Vecs(const uint8_t* group, int64_t K, int64_t i) {
-  if (i < 2 * Pairs(K)) return group + i / 2 * W::kPairBytes + i % 2 * W::kVecBytes;
-  return group + OddBlockOffset<W>(K);
-}
-template <class W>
-FLOTILLA_INLINE const uint8_t* Scales(const uint8_t* group, int64_t K, int64_t i) {
-  if (i < 2 * Pairs(K)) return group + i / 2 * W::kPairBytes + 2 * W::kVecBytes + 32 * (i % 2);
-  return group + OddBlockOffset<W>(K) + W::kVecBytes;
-}
-
-// The B operand of each position: Q8_0's vectors as packed; Q4_0's nibbles unpacked into bytes
-// once per group (scratch b, 512 bytes a position) for all its token tiles.
-template <class W>
-struct BSource;
-template <>
-struct BSource<Q8Lanes> {
-  static void Prepare(const uint8_t*, int64_t, int64_t, uint8_t*) {}
-  static const uint8_t* At(const uint8_t* group, int64_t K, int64_t i, const uint8_t*) { return Vecs<Q8Lanes>(group, K, i); }
-};
-template <>
-struct BSource<Q4Lanes> {
-  static void Prepare(const uint8_t* group, int64_t K, int64_t positions, uint8_t* b) {
-    for (int64_t i = 0; i < positions; ++i) {
-      __m512i w[8];
-      Q4Lanes::Load(Vecs<Q4Lanes>(group, K, i), w);
-      for (int k = 0; k < 8; ++k) _mm512_store_si512(b + i * 512 + 64 * k, w[k]);
-    }
+// Q4_0's B operands: a group's nibbles unpacked into bytes (512 a position, at b) once, for all
+// its token tiles.
+FLOTILLA_INLINE void UnpackQ4Group(const uint8_t* group, int64_t K, uint8_t* b) {
+  for (int64_t i = 0; i < Positions(K); ++i) {
+    __m512i w[8];
+    Q4Lanes::Load(Vecs<Q4Lanes>(group, K, i), w);
+    for (int k = 0; k < 8; ++k) _mm512_store_si512(b + i * 512 + 64 * k, w[k]);
   }
-  static const uint8_t* At(const uint8_t*, int64_t, int64_t i, const uint8_t* b) { return b + i * 512; }
-};
+}
 
 // Position i's sums for one token tile, into C tile kSet (0 or 1), stored to c. (GCC's tile
 // intrinsics paste their tile numbers into the assembly text: they must be literals.)
@@ -226,7 +199,7 @@ FLOTILLA_INLINE void Stage(const GroupCtx<W>& g, int64_t i, uint8_t (&stage)[kSt
 template <class W, bool kStage>
 FLOTILLA_INLINE const uint8_t* BTile(const GroupCtx<W>& g, int64_t i, uint8_t (&stage)[kStageRing][512]) {
   if constexpr (!std::is_same_v<W, Q8Lanes>) {
-    return BSource<W>::At(g.group, g.K, i, g.b);
+    return g.b + i * 512;
   } else if constexpr (kStage) {
     Stage(g, i + kStageAhead, stage);
     return stage[i % kStageRing];
@@ -277,7 +250,7 @@ void MatMulLanesAmx(const MatMulArgs& a, int64_t n0, int64_t n1) {
   for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
     const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);
     const GroupCtx<W> ctx{r, static_cast<const uint8_t*>(a.w) + g * kRows * a.w_row_bytes, a.K, r.extra};
-    BSource<W>::Prepare(ctx.group, a.K, r.positions, r.extra);
+    if constexpr (kUnpack) UnpackQ4Group(ctx.group, a.K, r.extra);
     for (int64_t u = 0; u < tiles; ++u) {
       __m512 f[kTileTokens];
       if (u == 0) {

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/cpu/amx.h"
 #include "kernels/cpu/kernel_table.h"
 #include "kernels/dtype.h"
 

@@ -37,6 +37,7 @@
 #include <type_traits>
 
 #include "kernels/cpu/act_format.h"
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/avx512_common.h"
 #include "kernels/cpu/avx512_lanes.h"
 #include "kernels/cpu/cpu_features.h"
@@ -45,7 +46,6 @@
 namespace flotilla::kernels::cpu {
 namespace {
 
-constexpr int64_t kL2PrefetchBytes = 8192;  // see GroupTile
 // How far ahead the tiles of batches of at most kSmallBatch tokens ask (see GroupTile).
 constexpr int64_t kSmallBatch = 8, kSmallBatchL1Bytes = 8192, kSmallBatchL2Bytes = 12288;
 

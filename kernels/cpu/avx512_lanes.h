@@ -17,6 +17,8 @@ namespace flotilla::kernels::cpu {
 namespace {
 
 constexpr int64_t kRows = avx512::kLaneRows;
+// How far ahead the first tile over a group asks for its rows in L2 (see GroupTile).
+constexpr int64_t kL2PrefetchBytes = 8192;
 
 // A weight type's group layout: its blocks, the bytes of a position's vectors, the offset that
 // makes its values unsigned. A pair of positions: both positions' vectors, then 2 x 32 bytes of
@@ -95,6 +97,21 @@ FLOTILLA_INLINE int OddPos(int64_t K) { return OctActFormat::kOctPos[K / kQK % 8
 template <class W>
 FLOTILLA_INLINE int64_t OddBlockOffset(int64_t K) { return Pairs(K) * W::kPairBytes; }
 FLOTILLA_INLINE int64_t OddActOffset(int64_t K) { return WholeOcts(K) * OctActFormat::kOctBytes + 8 * OddPos(K); }
+
+// Positions of a group in the order the products accumulate them: its pairs' halves, then an
+// odd last block.
+FLOTILLA_INLINE int64_t Positions(int64_t K) { return 2 * Pairs(K) + (OddBlock(K) ? 1 : 0); }
+// Where position i of a group starts (its vectors; its 16 f16 scales follow at Scales).
+template <class W>
+FLOTILLA_INLINE const uint8_t* Vecs(const uint8_t* group, int64_t K, int64_t i) {
+  if (i < 2 * Pairs(K)) return group + i / 2 * W::kPairBytes + i % 2 * W::kVecBytes;
+  return group + OddBlockOffset<W>(K);
+}
+template <class W>
+FLOTILLA_INLINE const uint8_t* Scales(const uint8_t* group, int64_t K, int64_t i) {
+  if (i < 2 * Pairs(K)) return group + i / 2 * W::kPairBytes + 2 * W::kVecBytes + 32 * (i % 2);
+  return group + OddBlockOffset<W>(K) + W::kVecBytes;
+}
 
 FLOTILLA_INLINE float LoadF(const uint8_t* p) {
   float v;
