@@ -21,6 +21,7 @@
 #include <cstring>
 
 #include "kernels/cpu/act_format.h"
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/avx512_common.h"
 #include "kernels/cpu/elementwise_impl.h"
 #include "kernels/quant.h"
@@ -69,11 +70,12 @@ void QuantizeQ8Ggml(const float* x, void* out, int64_t n) {
   }
 }
 
+// Rows for AMX tiles carry a second part (amx.h).
 int64_t ActRowBytes(DType w, int64_t K) {
-  return IsBlockQuantized(w) ? OctActFormat::RowBytes(K) : K * static_cast<int64_t>(sizeof(float));
+  return IsBlockQuantized(w) ? OctActFormat::RowBytes(K) + avx512::AmxActBytes(w, K) : K * static_cast<int64_t>(sizeof(float));
 }
 
-void QuantizeAct(DType, const float* x, void* out, int64_t K) {
+void QuantizeAct(DType w, const float* x, void* out, int64_t K) {
   const int64_t nb = K / kQK;
   auto* row = static_cast<uint8_t*>(out);
   for (int64_t o = 0; o < OctActFormat::Octs(K); ++o) {
@@ -98,6 +100,7 @@ void QuantizeAct(DType, const float* x, void* out, int64_t K) {
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d16)));
     _mm512_storeu_ps(oct + 320, _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(d)));
   }
+  avx512::WriteAmxAct(w, K, out);
 }
 
 void ActToQ8(DType, const void* act, void* out, int64_t K) {

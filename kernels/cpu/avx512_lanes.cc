@@ -40,7 +40,6 @@
 #include "kernels/cpu/amx.h"
 #include "kernels/cpu/avx512_common.h"
 #include "kernels/cpu/avx512_lanes.h"
-#include "kernels/cpu/cpu_features.h"
 #include "kernels/quant.h"
 
 namespace flotilla::kernels::cpu {
@@ -235,20 +234,6 @@ FLOTILLA_INLINE void Tile(const MatMulArgs& a, int64_t g, int64_t m, int64_t r0,
 // ahead 1.04-1.07x, 4 KiB 0.97x. L2 requests on top: 0.84-1.0x.
 constexpr int kOneTokenStreams = 2;
 
-// Batches of at least this many tokens can run on AMX tiles (avx512_amx.cc), bit for bit the same
-// results. Only with FLOTILLA_AMX=1, where the CPU has them: on the one AMX host measured so far
-// (2026-12-08, docs/performance.md) the tiles beat these kernels at one thread (110M Q8_0 batch
-// 16 1.16x) but not at two (1.0x; 110M Q8_0 prompt 0.94x, Q4_0 batch 16 0.77x), so they stay
-// off by default.
-constexpr int64_t kAmxMinTokens = 8;
-bool AmxBatches() {
-  static const bool on = [] {
-    const char* e = std::getenv("FLOTILLA_AMX");
-    return e && std::string_view(e) == "1" && AmxUsable();
-  }();
-  return on;
-}
-
 // One position of S groups for token 0 (group i's vectors at vecs[i] and 16 scales at
 // scales[i], the activations at x), added into f.
 template <class W, int S>
@@ -362,13 +347,21 @@ void PackLanes(DType w, const uint8_t* src, int64_t src_row_bytes, int64_t rows,
 template <class W>
 void MatMulLanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
   if (a.M == 1) return OneToken<W, kOneTokenStreams>(a, n0, n1);
-  if (a.M >= kAmxMinTokens && AmxBatches()) {
-    return std::is_same_v<W, Q8Lanes> ? MatMulQ8LanesAmx(a, n0, n1) : MatMulQ4LanesAmx(a, n0, n1);
-  }
+  // Whole 16-token tiles on AMX where that is on (amx.h), the rest here.
+  const bool amx = a.M >= 16 && AmxBatchesOn();
+  if (amx) AmxBegin();
   // Groups outermost: a group's rows (34 KiB at K = 2048) stay in cache for all its token tiles.
   for (int64_t g = n0 / kRows; g * kRows < n1; ++g) {
     const int64_t r0 = std::max(n0, g * kRows), r1 = std::min(n1, (g + 1) * kRows);
     int64_t m = 0;
+    if (amx) {
+      if constexpr (std::is_same_v<W, Q8Lanes>) {
+        AmxQ8GroupTiles(a, g, r0, r1);
+      } else {
+        AmxQ4GroupTiles(a, g, r0, r1);
+      }
+      m = a.M / 16 * 16;
+    }
     for (; m + 8 <= a.M; m += 8) Tile<W, 8>(a, g, m, r0, r1);
     if (m + 4 <= a.M) {
       Tile<W, 4>(a, g, m, r0, r1);
@@ -381,6 +374,7 @@ void MatMulLanes(const MatMulArgs& a, int64_t n0, int64_t n1) {
       default: break;
     }
   }
+  if (amx) AmxEnd();
 }
 
 void MatMulQ8Lanes(const MatMulArgs& a, int64_t n0, int64_t n1) { MatMulLanes<Q8Lanes>(a, n0, n1); }
